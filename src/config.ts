@@ -1,0 +1,182 @@
+/**
+ * Configuration: the environment, read once, validated in one place and frozen.
+ *
+ * Every problem is reported at once (a missing secret and a bad port in the same
+ * run both show up), so an operator fixes a deployment in one round trip. Nothing
+ * else in Pulse reads `process.env`.
+ */
+import path from 'node:path';
+import { z } from 'zod';
+
+export interface Config {
+  readonly nodeEnv: string;
+  readonly production: boolean;
+  readonly http: {
+    readonly host: string;
+    readonly port: number;
+    /** Largest request body accepted, in bytes. */
+    readonly bodyLimitBytes: number;
+  };
+  readonly database: {
+    /** Unset: Pulse runs its own embedded PostgreSQL under `dataDir`. */
+    readonly url: string | null;
+    readonly poolMax: number;
+    readonly connectionTimeoutMs: number;
+    readonly statementTimeoutMs: number;
+    readonly migrateOnStart: boolean;
+    readonly embeddedPort: number;
+  };
+  readonly presence: {
+    readonly thresholdSeconds: number;
+    readonly statusesMaxIds: number;
+  };
+  readonly auth: {
+    /** Unset outside production: a development secret is kept in `dataDir`. */
+    readonly jwtSecret: string | null;
+  };
+  /** Local state: the embedded database and the development JWT secret. */
+  readonly dataDir: string;
+  readonly logLevel: LogLevel;
+}
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+
+/** Thrown by {@link loadConfig} with every problem found, one per line. */
+export class ConfigError extends Error {
+  constructor(readonly problems: readonly string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+// Private: environment values are strings; these turn them into typed values with
+// messages that name the expected form.
+const integer = (min: number, max: number) =>
+  z
+    .string()
+    .trim()
+    .regex(/^-?\d+$/, { message: 'expected a whole number' })
+    .transform(Number)
+    .pipe(z.number().min(min, { message: `expected at least ${min}` }).max(max, { message: `expected at most ${max}` }));
+
+const positiveNumber = z
+  .string()
+  .trim()
+  .regex(/^\d+(\.\d+)?$/, { message: 'expected a positive number' })
+  .transform(Number)
+  .pipe(z.number().positive({ message: 'expected a positive number' }));
+
+const boolean = z
+  .string()
+  .trim()
+  .toLowerCase()
+  .refine((v) => ['true', 'false', '1', '0', 'yes', 'no', 'on', 'off'].includes(v), {
+    message: 'expected true or false',
+  })
+  .transform((v) => ['true', '1', 'yes', 'on'].includes(v));
+
+const databaseUrl = z
+  .string()
+  .trim()
+  .refine((v) => /^postgres(ql)?:\/\//.test(v), { message: 'expected a postgres:// or postgresql:// URL' });
+
+// One schema per concern, as the environment names them.
+const serverEnv = z.object({
+  NODE_ENV: z.string().default('development'),
+  HOST: z.string().trim().min(1).default('0.0.0.0'),
+  PORT: integer(0, 65535).default(4000),
+  HTTP_BODY_LIMIT_BYTES: integer(1024, 50 * 1024 * 1024).default(100 * 1024),
+  PULSE_DATA_DIR: z.string().trim().min(1).default('data'),
+  LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+});
+
+const databaseEnv = z.object({
+  DATABASE_URL: databaseUrl.optional(),
+  DB_POOL_MAX: integer(1, 1000).default(10),
+  DB_CONNECTION_TIMEOUT_MS: integer(100, 600_000).default(5_000),
+  DB_STATEMENT_TIMEOUT_MS: integer(100, 3_600_000).default(5_000),
+  MIGRATE_ON_START: boolean.default(true),
+  EMBEDDED_PG_PORT: integer(1, 65535).default(54329),
+});
+
+const presenceEnv = z.object({
+  PRESENCE_THRESHOLD_SECONDS: positiveNumber.default(30),
+  STATUSES_MAX_IDS: integer(1, 100_000).default(1000),
+});
+
+const authEnv = z.object({
+  // HS256 is only as strong as its secret: 32 characters is the floor RFC 7518
+  // asks for (a key at least as long as the hash output).
+  JWT_SECRET: z.string().min(32, { message: 'expected at least 32 characters' }).optional(),
+});
+
+/**
+ * Reads the environment into a frozen {@link Config}.
+ *
+ * @throws ConfigError listing every invalid or missing variable.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  // An empty variable (`PORT=`) means "not set", as it does in most shells' eyes.
+  const values: Record<string, string> = {};
+  for (const [key, value] of Object.entries(env)) {
+    if (value !== undefined && value !== '') values[key] = value;
+  }
+
+  const problems: string[] = [];
+  const parse = <T extends z.ZodType>(schema: T): z.output<T> | undefined => {
+    const result = schema.safeParse(values);
+    if (result.success) return result.data;
+    for (const issue of result.error.issues) {
+      const name = issue.path.join('.');
+      problems.push(`${name}: ${issue.message}${name in values ? ` (got "${values[name]}")` : ''}`);
+    }
+    return undefined;
+  };
+
+  const server = parse(serverEnv);
+  const database = parse(databaseEnv);
+  const presence = parse(presenceEnv);
+  const auth = parse(authEnv);
+
+  const production = (server?.NODE_ENV ?? values.NODE_ENV) === 'production';
+  if (production && !values.JWT_SECRET) {
+    problems.push(
+      'JWT_SECRET: required when NODE_ENV=production (a random string of at least 32 characters, e.g. `openssl rand -hex 32`)',
+    );
+  }
+
+  if (problems.length > 0 || !server || !database || !presence || !auth) {
+    throw new ConfigError(problems);
+  }
+
+  const config: Config = {
+    nodeEnv: server.NODE_ENV,
+    production,
+    http: { host: server.HOST, port: server.PORT, bodyLimitBytes: server.HTTP_BODY_LIMIT_BYTES },
+    database: {
+      url: database.DATABASE_URL ?? null,
+      poolMax: database.DB_POOL_MAX,
+      connectionTimeoutMs: database.DB_CONNECTION_TIMEOUT_MS,
+      statementTimeoutMs: database.DB_STATEMENT_TIMEOUT_MS,
+      migrateOnStart: database.MIGRATE_ON_START,
+      embeddedPort: database.EMBEDDED_PG_PORT,
+    },
+    presence: {
+      thresholdSeconds: presence.PRESENCE_THRESHOLD_SECONDS,
+      statusesMaxIds: presence.STATUSES_MAX_IDS,
+    },
+    auth: { jwtSecret: auth.JWT_SECRET ?? null },
+    dataDir: path.resolve(server.PULSE_DATA_DIR),
+    logLevel: server.LOG_LEVEL,
+  };
+  return deepFreeze(config);
+}
+
+// Private: configuration is shared by every module; freezing it makes an accidental
+// write fail loudly instead of changing behaviour somewhere far away.
+function deepFreeze<T extends object>(value: T): T {
+  for (const child of Object.values(value)) {
+    if (child && typeof child === 'object') deepFreeze(child);
+  }
+  return Object.freeze(value);
+}

@@ -1,0 +1,49 @@
+/**
+ * Which PostgreSQL Pulse talks to: the server in DATABASE_URL, or the embedded
+ * one under the data folder. Used by the server and the DBA tools alike, so both
+ * always agree on where the data is.
+ */
+import path from 'node:path';
+import type { Config } from '../config';
+import type { Logger } from '../logger';
+import { createDatabase, redactUrl, type Database } from './database';
+import { startEmbeddedPostgres } from './embedded-postgres';
+
+export interface DatabaseConnection {
+  db: Database;
+  /** For logs: the redacted URL, or "embedded PostgreSQL (...)". */
+  description: string;
+  /** Ends the pool, then stops the embedded server if this process started it. */
+  close(): Promise<void>;
+}
+
+export async function connectDatabase(
+  config: Config,
+  logger: Logger,
+  options: { onStatement?: (sql: string) => void } = {},
+): Promise<DatabaseConnection> {
+  const poolOptions = {
+    poolMax: config.database.poolMax,
+    connectionTimeoutMs: config.database.connectionTimeoutMs,
+    statementTimeoutMs: config.database.statementTimeoutMs,
+    logger,
+    onStatement: options.onStatement,
+  };
+
+  if (config.database.url) {
+    const db = createDatabase({ url: config.database.url, ...poolOptions });
+    return { db, description: redactUrl(config.database.url), close: () => db.destroy() };
+  }
+
+  const clusterDir = path.join(config.dataDir, 'postgres');
+  const embedded = await startEmbeddedPostgres({ clusterDir, port: config.database.embeddedPort, logger });
+  const db = createDatabase({ url: embedded.url, ...poolOptions });
+  return {
+    db,
+    description: `embedded PostgreSQL (${redactUrl(embedded.url)}, data in ${clusterDir})`,
+    close: async () => {
+      await db.destroy();
+      await embedded.stop();
+    },
+  };
+}

@@ -1,0 +1,62 @@
+/**
+ * The one connection pool of a Pulse process, and the Kysely instance over it.
+ *
+ * Every SQL statement Pulse runs goes through here, which is what lets a test (and,
+ * later, metrics) count them exactly.
+ */
+import { Kysely, PostgresDialect } from 'kysely';
+import pg from 'pg';
+import type { Logger } from '../logger';
+import type { PulseDatabase } from './schema';
+
+export interface DatabaseOptions {
+  url: string;
+  /** Pool size. Pool max x API instances must stay under the server's max_connections. */
+  poolMax: number;
+  /** How long to wait for a connection before failing; pg's default waits forever. */
+  connectionTimeoutMs: number;
+  /** Server-side cap on any one statement, so a stuck query cannot hold a connection. */
+  statementTimeoutMs: number;
+  logger: Logger;
+  /** Called once for every statement sent, with its SQL (after it finishes). */
+  onStatement?: (sql: string) => void;
+}
+
+export type Database = Kysely<PulseDatabase>;
+
+export function createDatabase(options: DatabaseOptions): Database {
+  const pool = new pg.Pool({
+    connectionString: options.url,
+    max: options.poolMax,
+    connectionTimeoutMillis: options.connectionTimeoutMs,
+    statement_timeout: options.statementTimeoutMs,
+    application_name: 'pulse',
+  });
+  // An idle client loses its connection when the server restarts or an admin
+  // terminates it. Without a listener that error event would crash the process;
+  // the pool discards the client and the next query opens a fresh one.
+  pool.on('error', (error) => {
+    options.logger.warn('database: idle connection lost', { error });
+  });
+
+  const onStatement = options.onStatement;
+  return new Kysely<PulseDatabase>({
+    dialect: new PostgresDialect({ pool }),
+    log: onStatement
+      ? (event) => {
+          onStatement(event.query.sql);
+        }
+      : undefined,
+  });
+}
+
+/** `postgres://user:secret@host/db` -> `postgres://user:***@host/db`, for logs. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return '(unparseable DATABASE_URL)';
+  }
+}

@@ -1,0 +1,75 @@
+/**
+ * `npm run migrate -- latest | up | down | status`: the DBA's view of the schema.
+ *
+ * Uses DATABASE_URL, or the embedded PostgreSQL in the data folder like `npm
+ * start` does. Exits non-zero, with the error, when a migration fails.
+ */
+import { ConfigError, loadConfig } from '../config';
+import { createLogger } from '../logger';
+import { connectDatabase } from './connect';
+import { createMigrator } from './migrator';
+import type { MigrationResultSet } from 'kysely';
+
+const COMMANDS = ['latest', 'up', 'down', 'status'] as const;
+type Command = (typeof COMMANDS)[number];
+
+async function main(argv: string[]): Promise<number> {
+  const command = argv[0] as Command | undefined;
+  if (!command || !COMMANDS.includes(command)) {
+    process.stderr.write(`usage: npm run migrate -- ${COMMANDS.join(' | ')}\n`);
+    return 2;
+  }
+
+  let config;
+  try {
+    config = loadConfig();
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`${error.message}\n`);
+      return 1;
+    }
+    throw error;
+  }
+  const logger = createLogger(config.logLevel === 'debug' ? 'debug' : 'warn');
+  const connection = await connectDatabase(config, logger);
+  process.stdout.write(`database: ${connection.description}\n`);
+  try {
+    const migrator = createMigrator(connection.db);
+    if (command === 'status') {
+      const migrations = await migrator.getMigrations();
+      for (const m of migrations) {
+        process.stdout.write(`${m.executedAt ? `applied ${m.executedAt.toISOString()}` : 'pending                         '}  ${m.name}\n`);
+      }
+      if (migrations.length === 0) process.stdout.write('no migrations\n');
+      return 0;
+    }
+    const result =
+      command === 'latest' ? await migrator.migrateToLatest() : command === 'up' ? await migrator.migrateUp() : await migrator.migrateDown();
+    return report(result);
+  } finally {
+    await connection.close();
+  }
+}
+
+function report({ error, results }: MigrationResultSet): number {
+  for (const r of results ?? []) {
+    const verb = r.status === 'Success' ? (r.direction === 'Up' ? 'applied' : 'reverted') : r.status === 'Error' ? 'FAILED' : 'not run';
+    process.stdout.write(`${verb.padEnd(8)}  ${r.migrationName}\n`);
+  }
+  if (error) {
+    process.stderr.write(`migration failed: ${error instanceof Error ? error.message : String(error)}\n`);
+    return 1;
+  }
+  if (!results?.length) process.stdout.write('nothing to do\n');
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    process.stderr.write(`migrate: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.exitCode = 1;
+  },
+);

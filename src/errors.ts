@@ -1,0 +1,66 @@
+/**
+ * The errors Pulse reports to its callers, independent of the protocol.
+ *
+ * Services throw these; the GraphQL and HTTP layers turn each into its code and
+ * status (BAD_USER_INPUT / 400, UNAUTHENTICATED / 401, UNAVAILABLE / 503). Anything
+ * else is a bug, logged with its cause and shown to the caller only as an internal
+ * error.
+ */
+
+/** The caller sent something Pulse cannot accept; the message names the value. */
+export class InvalidInputError extends Error {
+  readonly code = 'BAD_USER_INPUT';
+  constructor(message: string) {
+    super(message);
+    this.name = 'InvalidInputError';
+  }
+}
+
+/** The caller must prove who they are, and did not (or the proof was bad). */
+export class AuthenticationError extends Error {
+  readonly code = 'UNAUTHENTICATED';
+  constructor(message: string) {
+    super(message);
+    this.name = 'AuthenticationError';
+  }
+}
+
+/** Pulse cannot serve this request right now (the database is unreachable or slow). */
+export class UnavailableError extends Error {
+  readonly code = 'UNAVAILABLE';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'UnavailableError';
+  }
+}
+
+export type PulseError = InvalidInputError | AuthenticationError | UnavailableError;
+
+// PostgreSQL error classes that mean "not now", not "wrong request": connection
+// exceptions (08), operator intervention such as a server shutting down (57P0x),
+// query_canceled (57014, which is how statement_timeout fires), and running out of
+// connections (53300).
+const UNAVAILABLE_SQLSTATES = /^(08|57P0|57014|53300)/;
+// What node-postgres reports without a SQLSTATE when the server is not there.
+const UNAVAILABLE_NODE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN']);
+const UNAVAILABLE_MESSAGES = /timeout exceeded when trying to connect|Connection terminated|connection error|Client has encountered a connection error/i;
+
+/**
+ * Classifies an error thrown while serving a request: a {@link PulseError} as it is,
+ * a database outage as {@link UnavailableError}, anything else as null (a bug).
+ */
+export function toPulseError(error: unknown): PulseError | null {
+  if (error instanceof InvalidInputError || error instanceof AuthenticationError || error instanceof UnavailableError) {
+    return error;
+  }
+  if (error instanceof Error) {
+    const code = (error as { code?: unknown }).code;
+    if (
+      (typeof code === 'string' && (UNAVAILABLE_SQLSTATES.test(code) || UNAVAILABLE_NODE_CODES.has(code))) ||
+      UNAVAILABLE_MESSAGES.test(error.message)
+    ) {
+      return new UnavailableError('The presence database is unavailable; try again shortly', { cause: error });
+    }
+  }
+  return null;
+}

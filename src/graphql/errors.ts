@@ -1,0 +1,52 @@
+/**
+ * Errors as GraphQL callers see them: a message and `extensions.code`, with the
+ * HTTP status set for the codes that have one. Anything unexpected is logged with
+ * its cause and masked as INTERNAL_SERVER_ERROR, so no stack or SQL leaks out.
+ */
+import type { GraphQLFormattedError } from 'graphql';
+import { GraphQLError } from 'graphql';
+import { unwrapResolverError } from '@apollo/server/errors';
+import { toPulseError, type PulseError } from '../errors';
+import type { Logger } from '../logger';
+
+const HTTP_STATUS: Record<PulseError['code'], number | undefined> = {
+  // BAD_USER_INPUT keeps 200: a bad id in one field must not void the other fields'
+  // answers, which a 400 would tell clients to discard.
+  BAD_USER_INPUT: undefined,
+  UNAUTHENTICATED: 401,
+  UNAVAILABLE: 503,
+};
+
+/** Rethrows `error` as the GraphQLError its caller should see. */
+export function toGraphQLError(error: unknown): never {
+  if (error instanceof GraphQLError) throw error;
+  const known = toPulseError(error);
+  if (!known) throw error;
+  const status = HTTP_STATUS[known.code];
+  throw new GraphQLError(known.message, {
+    originalError: known,
+    extensions: { code: known.code, ...(status ? { http: { status } } : {}) },
+  });
+}
+
+/** Apollo's formatError: masks what is not a known, deliberate error. */
+export function createFormatError(logger: Logger) {
+  return (formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError => {
+    const code = formatted.extensions?.code;
+    if (code && code !== 'INTERNAL_SERVER_ERROR') return withoutStacktrace(formatted);
+    const original = unwrapResolverError(error);
+    logger.error('graphql: internal error', { error: original, path: formatted.path });
+    return {
+      message: 'Internal server error',
+      locations: formatted.locations,
+      path: formatted.path,
+      extensions: { code: 'INTERNAL_SERVER_ERROR' },
+    };
+  };
+}
+
+function withoutStacktrace(formatted: GraphQLFormattedError): GraphQLFormattedError {
+  if (!formatted.extensions || !('stacktrace' in formatted.extensions)) return formatted;
+  const { stacktrace: _drop, ...extensions } = formatted.extensions;
+  return { ...formatted, extensions };
+}

@@ -1,0 +1,120 @@
+/**
+ * The HTTP front door: routes requests to GraphQL (Apollo) and the plain endpoints.
+ *
+ * Node's own http module, with Apollo mounted through its integration API
+ * (`executeHTTPGraphQLRequest`) instead of a web framework: the plain endpoints that
+ * clients call most stay a few function calls away from the socket.
+ */
+import type http from 'node:http';
+import type { ApolloServer } from '@apollo/server';
+import { HeaderMap } from '@apollo/server';
+import type { Logger } from '../logger';
+import type { PulseContext } from '../graphql/context';
+
+export interface RequestHandlerOptions {
+  apollo: ApolloServer<PulseContext>;
+  /** Builds the GraphQL context of one request. */
+  contextFor(req: http.IncomingMessage): PulseContext;
+  bodyLimitBytes: number;
+  logger: Logger;
+}
+
+/** A request that cannot be served as sent; answered with `status` and `message`. */
+class HttpProblem extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export function createRequestHandler(options: RequestHandlerOptions): http.RequestListener {
+  const { logger } = options;
+  return (req, res) => {
+    route(options, req, res).catch((error: unknown) => {
+      if (error instanceof HttpProblem) {
+        sendJson(res, error.status, { errors: [{ message: error.message, extensions: { code: 'BAD_REQUEST' } }] });
+        return;
+      }
+      logger.error('http: unhandled error', { error, method: req.method, url: req.url });
+      if (!res.headersSent) sendJson(res, 500, { errors: [{ message: 'Internal server error' }] });
+      else res.destroy();
+    });
+  };
+}
+
+async function route(options: RequestHandlerOptions, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  const url = new URL(req.url ?? '/', 'http://pulse.invalid');
+  switch (url.pathname) {
+    case '/graphql':
+      return graphql(options, req, res, url);
+    case '/healthz':
+      return sendJson(res, 200, { status: 'ok' });
+    default:
+      return sendJson(res, 404, { error: `Not found: ${req.method} ${url.pathname}` });
+  }
+}
+
+async function graphql(options: RequestHandlerOptions, req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<void> {
+  const text = await readBody(req, options.bodyLimitBytes);
+  const headers = new HeaderMap();
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (value !== undefined) headers.set(name, Array.isArray(value) ? value.join(', ') : value);
+  }
+
+  // Apollo expects a parsed JSON body; anything else it judges (and rejects) itself.
+  let body: unknown = text;
+  if (text.length > 0 && /^application\/(.+\+)?json\b/i.test(headers.get('content-type') ?? '')) {
+    try {
+      body = JSON.parse(text);
+    } catch (error) {
+      throw new HttpProblem(400, `Malformed JSON body: ${(error as Error).message}`);
+    }
+  }
+
+  const response = await options.apollo.executeHTTPGraphQLRequest({
+    httpGraphQLRequest: { method: req.method?.toUpperCase() ?? 'GET', headers, search: url.search, body },
+    context: async () => options.contextFor(req),
+  });
+
+  res.statusCode = response.status ?? 200;
+  for (const [name, value] of response.headers) res.setHeader(name, value);
+  if (response.body.kind === 'complete') {
+    res.end(response.body.string);
+    return;
+  }
+  for await (const chunk of response.body.asyncIterator) res.write(chunk);
+  res.end();
+}
+
+// Private: the body as text, refusing (413) past `limit` bytes without buffering it.
+function readBody(req: http.IncomingMessage, limit: number): Promise<string> {
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > limit) {
+    req.resume();
+    return Promise.reject(new HttpProblem(413, `Request body too large: ${declared} bytes, at most ${limit}`));
+  }
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        req.removeAllListeners('data');
+        req.resume();
+        reject(new HttpProblem(413, `Request body too large: more than ${limit} bytes`));
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+export function sendJson(res: http.ServerResponse, status: number, value: unknown): void {
+  const body = JSON.stringify(value);
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}

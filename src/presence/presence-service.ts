@@ -1,0 +1,59 @@
+/**
+ * Presence: heartbeats in, statuses out. The rules live here; the SQL lives in
+ * the pulse repository; protocols (GraphQL, HTTP) live above.
+ */
+import DataLoader from 'dataloader';
+import type { Database } from '../db/database';
+import { findPulses, upsertPulse } from './pulse-repository';
+import { neverSeen, statusFromRow, type UserStatus } from './user-status';
+import type { UserId } from './user-id';
+
+export interface PresenceServiceOptions {
+  db: Database;
+  /** A user is online while their last heartbeat is at most this many seconds old. */
+  thresholdSeconds: number;
+}
+
+export class PresenceService {
+  readonly #db: Database;
+  readonly #thresholdSeconds: number;
+
+  constructor(options: PresenceServiceOptions) {
+    this.#db = options.db;
+    this.#thresholdSeconds = options.thresholdSeconds;
+  }
+
+  get thresholdSeconds(): number {
+    return this.#thresholdSeconds;
+  }
+
+  /** Marks `userId` alive now and returns their status after the write. */
+  async heartbeat(userId: UserId): Promise<UserStatus> {
+    const row = await upsertPulse(this.#db, userId, this.#thresholdSeconds);
+    return statusFromRow(userId, row);
+  }
+
+  /**
+   * Given user ids, returns their statuses in the same order (duplicates included),
+   * in one SQL statement.
+   */
+  async statuses(userIds: readonly UserId[]): Promise<UserStatus[]> {
+    const unique = [...new Set(userIds)];
+    const rows = await findPulses(this.#db, unique, this.#thresholdSeconds);
+    const byId = new Map(rows.map((row) => [row.user_id, row]));
+    return userIds.map((id) => {
+      const row = byId.get(id);
+      return row ? statusFromRow(id, row) : neverSeen(id);
+    });
+  }
+
+  /**
+   * A loader for one request: every `load(id)` made in the same tick is answered
+   * by one call to {@link statuses}, so a request costs one statement however
+   * many fields ask. Create one per request; its cache must not outlive it, or a
+   * status would stay stale after the threshold passes.
+   */
+  createStatusLoader(): DataLoader<UserId, UserStatus> {
+    return new DataLoader((ids) => this.statuses(ids), { maxBatchSize: Infinity });
+  }
+}

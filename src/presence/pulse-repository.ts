@@ -1,0 +1,54 @@
+/**
+ * All SQL on the pulse table. Plain functions that take the database first.
+ *
+ * Two rules shape every statement here:
+ *  - The database clock is the only clock. `now()` and the threshold comparison
+ *    run in SQL, so API servers with skewed clocks agree on who is online.
+ *  - Every statement must also run on Citus with pulse distributed by user_id:
+ *    each names user_id, and an upsert puts `now()` in the inserted row and copies
+ *    it with `EXCLUDED.last_hb`, because Citus rejects non-immutable functions in
+ *    `ON CONFLICT DO UPDATE SET`.
+ */
+import { sql } from 'kysely';
+import type { Database } from '../db/database';
+import type { UserId } from './user-id';
+
+/** A user's pulse as the database sees it, with `online` judged by the database. */
+export interface PulseRow {
+  user_id: string;
+  last_hb: Date;
+  online: boolean;
+}
+
+// Private: `online` for a row, judged against the database clock. make_interval
+// takes the threshold as a parameter, so the statement text (and its plan) does
+// not change with the configured threshold.
+const onlineExpression = (thresholdSeconds: number) =>
+  sql<boolean>`last_hb >= now() - make_interval(secs => ${thresholdSeconds})`.as('online');
+
+/**
+ * Records a heartbeat for `userId`: `last_hb = now()`, inserting the row when the
+ * user has none. Returns the row as written.
+ */
+export async function upsertPulse(db: Database, userId: UserId, thresholdSeconds: number): Promise<PulseRow> {
+  return db
+    .insertInto('pulse')
+    .values({ user_id: userId, last_hb: sql<Date>`now()` })
+    .onConflict((oc) => oc.column('user_id').doUpdateSet({ last_hb: (eb) => eb.ref('excluded.last_hb') }))
+    .returning(['user_id', 'last_hb', onlineExpression(thresholdSeconds)])
+    .executeTakeFirstOrThrow();
+}
+
+/**
+ * The pulse rows of `userIds` that exist, in no particular order, in one statement.
+ * One array parameter instead of a list of placeholders: the statement text is the
+ * same for 1 id or 1000, so PostgreSQL and pg_stat_statements see one query.
+ */
+export async function findPulses(db: Database, userIds: readonly UserId[], thresholdSeconds: number): Promise<PulseRow[]> {
+  if (userIds.length === 0) return [];
+  return db
+    .selectFrom('pulse')
+    .select(['user_id', 'last_hb', onlineExpression(thresholdSeconds)])
+    .where('user_id', '=', sql<string>`any(${sql.val(userIds)}::bigint[])`)
+    .execute();
+}

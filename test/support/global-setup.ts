@@ -1,0 +1,39 @@
+/**
+ * Decides which PostgreSQL the whole run uses and tells the test files through
+ * PULSE_TEST_ADMIN_URL: the server in TEST_DATABASE_URL / DATABASE_URL, or an
+ * embedded one started here in a temporary folder (stopped by global-teardown).
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../src/db/embedded-postgres';
+import { redactUrl } from '../../src/db/database';
+import { silentLogger } from '../../src/logger';
+import { freePort } from './free-port';
+
+declare global {
+  // eslint-disable-next-line no-var
+  var __pulseTestPostgres: { server: EmbeddedPostgres; folder: string } | undefined;
+}
+
+export default async function globalSetup(): Promise<void> {
+  const external = process.env.TEST_DATABASE_URL || process.env.DATABASE_URL;
+  if (external) {
+    process.env.PULSE_TEST_ADMIN_URL = external;
+    process.stdout.write(`\ntests use the PostgreSQL at ${redactUrl(external)}\n`);
+    return;
+  }
+  const folder = fs.mkdtempSync(path.join(os.tmpdir(), 'pulse-test-'));
+  // mkdtemp makes the folder 0700; as root, PostgreSQL runs as `postgres`, which
+  // must be able to enter it.
+  fs.chmodSync(folder, 0o755);
+  const server = await startEmbeddedPostgres({
+    clusterDir: path.join(folder, 'postgres'),
+    port: await freePort(),
+    logger: silentLogger,
+    database: 'postgres',
+  });
+  globalThis.__pulseTestPostgres = { server, folder };
+  process.env.PULSE_TEST_ADMIN_URL = server.url;
+  process.stdout.write(`\ntests use an embedded PostgreSQL at ${server.url}\n`);
+}

@@ -1,0 +1,63 @@
+/**
+ * A whole Pulse, listening on a free port over this test file's database, and a
+ * small client for it. Tests talk to it over real HTTP, as a user would.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { startPulse, type Pulse } from '../../src/app';
+import { loadConfig, type Config } from '../../src/config';
+import { silentLogger, type Logger } from '../../src/logger';
+
+export const TEST_JWT_SECRET = 'test-secret-that-is-at-least-32-characters-long';
+
+export function testConfig(env: Record<string, string | undefined>): Config {
+  return loadConfig({
+    HOST: '127.0.0.1',
+    PORT: '0',
+    JWT_SECRET: TEST_JWT_SECRET,
+    PULSE_DATA_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'pulse-data-')),
+    NODE_ENV: 'test',
+    ...env,
+  });
+}
+
+export interface TestServer {
+  pulse: Pulse;
+  /** SQL of every statement the server sent. */
+  statements: string[];
+  graphql(query: string, options?: { variables?: unknown; token?: string; headers?: Record<string, string> }): Promise<GraphQLReply>;
+  token(userId: string, expiresInSeconds?: number): string;
+  stop(): Promise<void>;
+}
+
+export interface GraphQLReply {
+  status: number;
+  body: {
+    data?: Record<string, any> | null;
+    errors?: Array<{ message: string; extensions?: { code?: string } }>;
+  };
+}
+
+export async function startTestServer(env: Record<string, string | undefined>, logger: Logger = silentLogger): Promise<TestServer> {
+  const statements: string[] = [];
+  const pulse = await startPulse(testConfig(env), logger, { onStatement: (sql) => statements.push(sql) });
+  return {
+    pulse,
+    statements,
+    async graphql(query, options = {}) {
+      const response = await fetch(pulse.graphqlUrl, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          ...(options.token ? { authorization: `Bearer ${options.token}` } : {}),
+          ...options.headers,
+        },
+        body: JSON.stringify({ query, variables: options.variables }),
+      });
+      return { status: response.status, body: (await response.json()) as GraphQLReply['body'] };
+    },
+    token: (userId, expiresInSeconds = 3600) => pulse.tokens.sign(userId as never, expiresInSeconds),
+    stop: () => pulse.stop(),
+  };
+}
