@@ -4,6 +4,7 @@
  * module takes what it needs as arguments.
  */
 import http from 'node:http';
+import { sql } from 'kysely';
 import type { AddressInfo } from 'node:net';
 import { resolveJwtSecret } from './auth/jwt-secret';
 import { createTokenIssuer, type TokenIssuer } from './auth/tokens';
@@ -14,6 +15,7 @@ import { migrateToLatest } from './db/migrator';
 import { createContext } from './graphql/context';
 import { createApolloServer } from './graphql/apollo';
 import { createRequestHandler } from './http/http-server';
+import { toPulseError } from './errors';
 import type { Logger } from './logger';
 import { PresenceService } from './presence/presence-service';
 
@@ -53,6 +55,7 @@ export async function startPulse(config: Config, logger: Logger, options: StartO
 
 async function startOnDatabase(config: Config, logger: Logger, connection: DatabaseConnection): Promise<Pulse> {
   const { db } = connection;
+  await waitForDatabase(db, connection.description, config.database.startupAttempts, logger);
   if (config.database.migrateOnStart) {
     await migrateToLatest(db, logger);
   } else {
@@ -102,6 +105,29 @@ async function startOnDatabase(config: Config, logger: Logger, connection: Datab
       return stopping;
     },
   };
+}
+
+// Private: a database that is still starting (a container booting next to Pulse)
+// gets a few tries with doubling pauses; one that stays away ends the start with
+// a sentence, not a stack trace.
+async function waitForDatabase(db: Database, description: string, attempts: number, logger: Logger): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await sql`select 1`.execute(db);
+      return;
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      if (attempt >= attempts || toPulseError(error)?.code !== 'UNAVAILABLE') {
+        throw new StartupError(
+          `the database at ${description} cannot be reached (${reason}): check DATABASE_URL and that the server is up.`,
+          { cause: error },
+        );
+      }
+      const delayMs = 500 * 2 ** (attempt - 1);
+      logger.warn(`database: not reachable yet (${reason}); retrying in ${delayMs / 1000} s (attempt ${attempt} of ${attempts})`);
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+    }
+  }
 }
 
 function listen(server: http.Server, host: string, port: number): Promise<void> {

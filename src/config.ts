@@ -24,6 +24,8 @@ export interface Config {
     readonly connectionTimeoutMs: number;
     readonly statementTimeoutMs: number;
     readonly migrateOnStart: boolean;
+    /** Connection attempts at startup before giving up (backoff doubles from 0.5 s). */
+    readonly startupAttempts: number;
     readonly embeddedPort: number;
   };
   readonly presence: {
@@ -96,6 +98,7 @@ const databaseEnv = z.object({
   DB_CONNECTION_TIMEOUT_MS: integer(100, 600_000).default(5_000),
   DB_STATEMENT_TIMEOUT_MS: integer(100, 3_600_000).default(5_000),
   MIGRATE_ON_START: boolean.default(true),
+  DB_STARTUP_ATTEMPTS: integer(1, 100).default(6),
   EMBEDDED_PG_PORT: integer(1, 65535).default(54329),
 });
 
@@ -159,6 +162,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       connectionTimeoutMs: database.DB_CONNECTION_TIMEOUT_MS,
       statementTimeoutMs: database.DB_STATEMENT_TIMEOUT_MS,
       migrateOnStart: database.MIGRATE_ON_START,
+      startupAttempts: database.DB_STARTUP_ATTEMPTS,
       embeddedPort: database.EMBEDDED_PG_PORT,
     },
     presence: {

@@ -15,6 +15,7 @@
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import pg from 'pg';
 import type { Logger } from '../logger';
@@ -77,6 +78,11 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     await initdb(bin.initdb, clusterDir, runAs);
   }
 
+  // Check the port first: if another PostgreSQL holds it, polling for readiness
+  // could reach that server and mistake it for ours.
+  if (!(await portIsFree(port))) {
+    throw new EmbeddedPostgresError(explainStartFailure('Address already in use', clusterDir, port));
+  }
   const child = await startServer(bin.postgres, clusterDir, port, runAs, options.startTimeoutMs ?? 30_000);
   // If Pulse dies without stopping the server, ask it to shut down: it runs in its
   // own process group (so a Ctrl-C reaches Pulse first, which then flushes and stops
@@ -317,6 +323,14 @@ function lastMeaningfulLine(output: string): string {
   const lines = output.split('\n').map((l) => l.trim()).filter(Boolean);
   const fatal = lines.filter((l) => /FATAL|ERROR|error|could not/.test(l)).pop();
   return (fatal ?? lines.pop() ?? 'no output').replace(/\.$/, '');
+}
+
+function portIsFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = net.createServer();
+    probe.once('error', () => resolve(false));
+    probe.listen(port, '127.0.0.1', () => probe.close(() => resolve(true)));
+  });
 }
 
 async function canConnect(port: number): Promise<boolean> {

@@ -1,0 +1,61 @@
+import { ConfigError, loadConfig } from '../src/config';
+
+describe('loadConfig', () => {
+  it('has working defaults for a fresh machine', () => {
+    const config = loadConfig({});
+    expect(config.http.port).toBe(4000);
+    expect(config.database.url).toBeNull();
+    expect(config.database.poolMax).toBe(10);
+    expect(config.database.migrateOnStart).toBe(true);
+    expect(config.presence).toEqual({ thresholdSeconds: 30, statusesMaxIds: 1000 });
+    expect(config.auth.jwtSecret).toBeNull();
+    expect(config.production).toBe(false);
+  });
+
+  it('reads every variable', () => {
+    const config = loadConfig({
+      PORT: '8080',
+      DATABASE_URL: 'postgres://u:p@db:5432/pulse',
+      DB_POOL_MAX: '20',
+      MIGRATE_ON_START: 'false',
+      PRESENCE_THRESHOLD_SECONDS: '45',
+      STATUSES_MAX_IDS: '500',
+      JWT_SECRET: 'a'.repeat(32),
+    });
+    expect(config.http.port).toBe(8080);
+    expect(config.database).toMatchObject({ url: 'postgres://u:p@db:5432/pulse', poolMax: 20, migrateOnStart: false });
+    expect(config.presence).toEqual({ thresholdSeconds: 45, statusesMaxIds: 500 });
+  });
+
+  it('reports every problem at once, naming the variable and the value', () => {
+    let error: ConfigError | undefined;
+    try {
+      loadConfig({ PORT: 'eighty', DB_POOL_MAX: '0', MIGRATE_ON_START: 'maybe', DATABASE_URL: 'mysql://x', JWT_SECRET: 'short' });
+    } catch (e) {
+      error = e as ConfigError;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect(error!.problems).toHaveLength(5);
+    expect(error!.message).toContain('PORT: expected a whole number (got "eighty")');
+    expect(error!.message).toContain('DB_POOL_MAX: expected at least 1 (got "0")');
+    expect(error!.message).toContain('MIGRATE_ON_START: expected true or false (got "maybe")');
+    expect(error!.message).toContain('DATABASE_URL: expected a postgres:// or postgresql:// URL');
+    expect(error!.message).toContain('JWT_SECRET: expected at least 32 characters');
+  });
+
+  it('refuses production without a JWT secret', () => {
+    expect(() => loadConfig({ NODE_ENV: 'production' })).toThrow(/JWT_SECRET: required when NODE_ENV=production/);
+    expect(loadConfig({ NODE_ENV: 'production', JWT_SECRET: 'b'.repeat(32) }).production).toBe(true);
+  });
+
+  it('treats an empty variable as unset', () => {
+    expect(loadConfig({ PORT: '', DATABASE_URL: '' }).http.port).toBe(4000);
+  });
+
+  it('is frozen', () => {
+    const config = loadConfig({});
+    expect(() => {
+      (config.http as { port: number }).port = 1;
+    }).toThrow(TypeError);
+  });
+});
