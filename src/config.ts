@@ -114,11 +114,13 @@ const authEnv = z.object({
 });
 
 /**
- * Reads the environment into a frozen {@link Config}.
+ * Reads the environment into a frozen {@link Config}. `forServer: false` is for
+ * tools (migrations) that need the database settings but not the JWT secret.
  *
  * @throws ConfigError listing every invalid or missing variable.
  */
-export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: { forServer?: boolean } = {}): Config {
+  const forServer = options.forServer ?? true;
   // An empty variable (`PORT=`) means "not set", as it does in most shells' eyes.
   const values: Record<string, string> = {};
   for (const [key, value] of Object.entries(env)) {
@@ -142,7 +144,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const auth = parse(authEnv);
 
   const production = (server?.NODE_ENV ?? values.NODE_ENV) === 'production';
-  if (production && !values.JWT_SECRET) {
+  // Only the server signs and verifies tokens; DBA tools run without the secret.
+  if (production && forServer && !values.JWT_SECRET) {
     problems.push(
       'JWT_SECRET: required when NODE_ENV=production (a random string of at least 32 characters, e.g. `openssl rand -hex 32`)',
     );

@@ -59,3 +59,9 @@ describe('loadConfig', () => {
     }).toThrow(TypeError);
   });
 });
+
+describe('loadConfig for tools', () => {
+  it('does not ask DBA tools for the JWT secret in production', () => {
+    expect(loadConfig({ NODE_ENV: 'production' }, { forServer: false }).production).toBe(true);
+  });
+});

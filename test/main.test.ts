@@ -8,7 +8,7 @@ import { createTestDatabase, type TestDatabase } from './support/test-database';
 import { TEST_JWT_SECRET } from './support/test-server';
 
 const ROOT = path.resolve(__dirname, '..');
-const TSX = path.join(ROOT, 'node_modules', '.bin', 'tsx');
+const NODE_ARGS = ['--import', 'tsx'];
 
 interface Started {
   output(): string;
@@ -18,7 +18,7 @@ interface Started {
 }
 
 function start(env: Record<string, string>): Started {
-  const child = spawn(TSX, ['src/main.ts'], { cwd: ROOT, env: { ...process.env, NODE_ENV: 'test', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...NODE_ARGS, 'src/main.ts'], { cwd: ROOT, env: { ...process.env, NODE_ENV: 'test', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   const waiters: Array<{ text: string; resolve: () => void }> = [];
   const collect = (chunk: Buffer) => {

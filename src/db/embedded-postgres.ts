@@ -68,7 +68,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
 
   const running = runningServer(clusterDir);
   if (running) {
-    logger.warn(`embedded PostgreSQL: reusing the server already running for ${clusterDir} (pid ${running.pid})`);
+    logger.info(`embedded PostgreSQL: using the server already running for ${clusterDir} (pid ${running.pid})`);
     const url = await ensureDatabase(running.port, database);
     return { url, startedHere: false, stop: async () => {} };
   }
