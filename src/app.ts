@@ -16,6 +16,7 @@ import { createContext } from './graphql/context';
 import { createApolloServer } from './graphql/apollo';
 import { createRequestHandler } from './http/http-server';
 import { toPulseError } from './errors';
+import { startScheduler, type Scheduler } from './jobs/scheduler';
 import type { Logger } from './logger';
 import { PresenceService } from './presence/presence-service';
 
@@ -25,6 +26,7 @@ export interface Pulse {
   readonly port: number;
   readonly db: Database;
   readonly tokens: TokenIssuer;
+  readonly scheduler: Scheduler;
   /** Stops in reverse order of start: HTTP (draining requests), then the database. */
   stop(): Promise<void>;
 }
@@ -88,16 +90,25 @@ async function startOnDatabase(config: Config, logger: Logger, connection: Datab
   const graphqlUrl = `http://localhost:${port}/graphql`;
   logger.info(`Pulse is listening: GraphQL at ${graphqlUrl}`);
 
+  const scheduler = startScheduler({
+    db,
+    logger,
+    retention: config.retention.cron ? { ...config.retention, cron: config.retention.cron } : null,
+  });
+
   let stopping: Promise<void> | undefined;
   return {
     graphqlUrl,
     port,
     db,
     tokens,
+    scheduler,
     stop() {
       stopping ??= (async () => {
         logger.info('shutdown: draining HTTP requests');
         await apollo.stop();
+        logger.info('shutdown: stopping scheduled jobs');
+        await scheduler.stop();
         logger.info('shutdown: closing the database');
         await connection.close();
         logger.info('shutdown: done');

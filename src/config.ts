@@ -6,6 +6,7 @@
  * else in Pulse reads `process.env`.
  */
 import path from 'node:path';
+import cron from 'node-cron';
 import { z } from 'zod';
 
 export interface Config {
@@ -35,6 +36,12 @@ export interface Config {
   readonly auth: {
     /** Unset outside production: a development secret is kept in `dataDir`. */
     readonly jwtSecret: string | null;
+  };
+  readonly retention: {
+    /** When the retention job runs (a cron expression); null: never. */
+    readonly cron: string | null;
+    readonly retentionSeconds: number;
+    readonly batchSize: number;
   };
   /** Local state: the embedded database and the development JWT secret. */
   readonly dataDir: string;
@@ -107,6 +114,24 @@ const presenceEnv = z.object({
   STATUSES_MAX_IDS: integer(1, 100_000).default(1000),
 });
 
+const DURATION_UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86_400 };
+const duration = z
+  .string()
+  .trim()
+  .regex(/^\d+[smhd]$/, { message: 'expected a duration such as 30d, 12h, 90m or 45s' })
+  .transform((v) => Number(v.slice(0, -1)) * DURATION_UNITS[v.slice(-1)]!)
+  .pipe(z.number().positive({ message: 'expected a duration above zero' }));
+
+const jobsEnv = z.object({
+  RETENTION_CRON: z
+    .string()
+    .trim()
+    .refine((v) => cron.validate(v), { message: 'expected a cron expression such as "15 3 * * *"' })
+    .optional(),
+  PULSE_RETENTION: duration.default(30 * 86_400),
+  RETENTION_BATCH_SIZE: integer(1, 1_000_000).default(5000),
+});
+
 const authEnv = z.object({
   // HS256 is only as strong as its secret: 32 characters is the floor RFC 7518
   // asks for (a key at least as long as the hash output).
@@ -142,6 +167,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: { forS
   const database = parse(databaseEnv);
   const presence = parse(presenceEnv);
   const auth = parse(authEnv);
+  const jobs = parse(jobsEnv);
 
   const production = (server?.NODE_ENV ?? values.NODE_ENV) === 'production';
   // Only the server signs and verifies tokens; DBA tools run without the secret.
@@ -151,7 +177,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: { forS
     );
   }
 
-  if (problems.length > 0 || !server || !database || !presence || !auth) {
+  if (problems.length > 0 || !server || !database || !presence || !auth || !jobs) {
     throw new ConfigError(problems);
   }
 
@@ -173,6 +199,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: { forS
       statusesMaxIds: presence.STATUSES_MAX_IDS,
     },
     auth: { jwtSecret: auth.JWT_SECRET ?? null },
+    retention: {
+      cron: jobs.RETENTION_CRON ?? null,
+      retentionSeconds: jobs.PULSE_RETENTION,
+      batchSize: jobs.RETENTION_BATCH_SIZE,
+    },
     dataDir: path.resolve(server.PULSE_DATA_DIR),
     logLevel: server.LOG_LEVEL,
   };

@@ -66,6 +66,24 @@ describe('npm run migrate', () => {
     }
   });
 
+  it('prints the SQL of pending migrations without applying them', async () => {
+    const database = await createEmptyDatabase();
+    try {
+      const pending = await cli('src/db/migrate-cli.ts', ['sql'], { DATABASE_URL: database.url });
+      expect(pending.code).toBe(0);
+      expect(pending.stdout).toContain('-- 2026-11-22-0001-create-pulse');
+      expect(pending.stdout).toMatch(/create table pulse \(\s+user_id bigint primary key,\s+last_hb timestamptz not null/);
+      expect(pending.stdout).toContain('fillfactor = 70');
+      expect(await tables(database.url)).not.toContain('pulse');
+
+      await cli('src/db/migrate-cli.ts', ['latest'], { DATABASE_URL: database.url });
+      const none = await cli('src/db/migrate-cli.ts', ['sql'], { DATABASE_URL: database.url });
+      expect(none.stdout).toContain('-- no pending migrations');
+    } finally {
+      await database.drop();
+    }
+  });
+
   it('exits non-zero with the error when a migration fails', async () => {
     const database = await createEmptyDatabase();
     try {
@@ -87,7 +105,7 @@ describe('npm run migrate', () => {
   it('exits 2 with the usage for an unknown command', async () => {
     const result = await cli('src/db/migrate-cli.ts', ['sideways'], {});
     expect(result.code).toBe(2);
-    expect(result.stderr).toMatch(/usage: npm run migrate -- latest \| up \| down \| status/);
+    expect(result.stderr).toMatch(/usage: npm run migrate -- latest \| up \| down \| status \| sql/);
   });
 });
 

@@ -1,5 +1,6 @@
 /**
- * `npm run migrate -- latest | up | down | status`: the DBA's view of the schema.
+ * `npm run migrate -- latest | up | down | status | sql`: the DBA's view of the
+ * schema. `sql` prints what `latest` would run, without running it.
  *
  * Uses DATABASE_URL, or the embedded PostgreSQL in the data folder like `npm
  * start` does. Exits non-zero, with the error, when a migration fails.
@@ -7,10 +8,10 @@
 import { ConfigError, loadConfig } from '../config';
 import { createLogger } from '../logger';
 import { connectDatabase } from './connect';
-import { createMigrator } from './migrator';
+import { createMigrator, migrationSql } from './migrator';
 import type { MigrationResultSet } from 'kysely';
 
-const COMMANDS = ['latest', 'up', 'down', 'status'] as const;
+const COMMANDS = ['latest', 'up', 'down', 'status', 'sql'] as const;
 type Command = (typeof COMMANDS)[number];
 
 async function main(argv: string[]): Promise<number> {
@@ -41,6 +42,14 @@ async function main(argv: string[]): Promise<number> {
         process.stdout.write(`${m.executedAt ? `applied ${m.executedAt.toISOString()}` : 'pending                         '}  ${m.name}\n`);
       }
       if (migrations.length === 0) process.stdout.write('no migrations\n');
+      return 0;
+    }
+    if (command === 'sql') {
+      const pending = (await migrator.getMigrations()).filter((m) => !m.executedAt);
+      if (pending.length === 0) process.stdout.write('-- no pending migrations\n');
+      for (const migration of pending) {
+        process.stdout.write(`-- ${migration.name}\n${(await migrationSql(migration.migration)).join(';\n\n')};\n\n`);
+      }
       return 0;
     }
     const result =

@@ -7,7 +7,17 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { Migrator, type Kysely, type Migration, type MigrationProvider, type MigrationResultSet } from 'kysely';
+import {
+  DummyDriver,
+  Kysely,
+  Migrator,
+  PostgresAdapter,
+  PostgresIntrospector,
+  PostgresQueryCompiler,
+  type Migration,
+  type MigrationProvider,
+  type MigrationResultSet,
+} from 'kysely';
 import type { Logger } from '../logger';
 
 export const MIGRATIONS_FOLDER = path.resolve(__dirname, '..', '..', 'migrations');
@@ -55,4 +65,28 @@ export async function migrateToLatest(db: Kysely<any>, logger: Logger): Promise<
   }
   if (error) throw new MigrationError(error, results);
   if (!results?.length) logger.info('migrations: schema is up to date');
+}
+
+/**
+ * The SQL a migration's `up` would send, for review before it is applied: the
+ * migration runs against a Kysely whose driver records statements and executes
+ * nothing. Parameters, if any, are listed after their statement.
+ */
+export async function migrationSql(migration: Migration): Promise<string[]> {
+  const statements: string[] = [];
+  const recorder = new Kysely<any>({
+    dialect: {
+      createAdapter: () => new PostgresAdapter(),
+      createDriver: () => new DummyDriver(),
+      createIntrospector: (db) => new PostgresIntrospector(db),
+      createQueryCompiler: () => new PostgresQueryCompiler(),
+    },
+    log: (event) => {
+      const { sql, parameters } = event.query;
+      statements.push(parameters.length ? `${sql.trim()}\n-- parameters: ${JSON.stringify(parameters)}` : sql.trim());
+    },
+  });
+  await migration.up(recorder);
+  await recorder.destroy();
+  return statements;
 }

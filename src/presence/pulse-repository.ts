@@ -52,3 +52,41 @@ export async function findPulses(db: Database, userIds: readonly UserId[], thres
     .where('user_id', '=', sql<string>`any(${sql.val(userIds)}::bigint[])`)
     .execute();
 }
+
+/** One step of a walk over the pulse table in primary-key order. */
+export interface RetentionStep {
+  /** The largest user_id this step looked at; null when the walk is over. */
+  lastUserId: string | null;
+  deleted: number;
+}
+
+/**
+ * Deletes, among the next `batchSize` rows after `afterUserId` in primary-key
+ * order, those whose last heartbeat is older than `cutoff`. One short statement
+ * per step: no transaction or lock grows with the table, and a concurrent
+ * heartbeat that refreshes a row between the read and the delete keeps it (the
+ * delete re-checks `last_hb` on the row it locks).
+ */
+export async function deletePulsesOlderThan(
+  db: Database,
+  cutoff: Date,
+  afterUserId: string,
+  batchSize: number,
+): Promise<RetentionStep> {
+  const { rows } = await sql<{ last_user_id: string | null; deleted: string }>`
+    with batch as (
+      select user_id from pulse
+      where user_id > ${afterUserId}::bigint
+      order by user_id
+      limit ${batchSize}
+    ), removed as (
+      delete from pulse
+      where user_id in (select user_id from batch) and last_hb < ${cutoff}
+      returning user_id
+    )
+    select (select max(user_id) from batch)::text as last_user_id,
+           (select count(*) from removed) as deleted
+  `.execute(db);
+  const row = rows[0]!;
+  return { lastUserId: row.last_user_id, deleted: Number(row.deleted) };
+}
