@@ -12,6 +12,7 @@ import type { Config } from './config';
 import { connectDatabase, type DatabaseConnection } from './db/connect';
 import type { Database } from './db/database';
 import { migrateToLatest } from './db/migrator';
+import { checkReadiness } from './db/readiness';
 import { createContext } from './graphql/context';
 import { createApolloServer } from './graphql/apollo';
 import { createRequestHandler } from './http/http-server';
@@ -68,7 +69,13 @@ async function startOnDatabase(config: Config, logger: Logger, connection: Datab
   const presence = new PresenceService({ db, thresholdSeconds: config.presence.thresholdSeconds });
 
   const httpServer = http.createServer();
-  const apollo = createApolloServer({ httpServer, logger, presence, statusesMaxIds: config.presence.statusesMaxIds });
+  const apollo = createApolloServer({
+    httpServer,
+    logger,
+    presence,
+    statusesMaxIds: config.presence.statusesMaxIds,
+    production: config.production,
+  });
   await apollo.start();
   httpServer.on(
     'request',
@@ -77,6 +84,7 @@ async function startOnDatabase(config: Config, logger: Logger, connection: Datab
       contextFor: (req) => createContext({ presence, tokens }, req.headers.authorization),
       bodyLimitBytes: config.http.bodyLimitBytes,
       logger,
+      readiness: () => checkReadiness(db),
     }),
   );
 

@@ -6,6 +6,7 @@ import path from 'node:path';
 import type http from 'node:http';
 import { ApolloServer } from '@apollo/server';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
+import { ApolloArmor } from '@escape.tech/graphql-armor';
 import type { Logger } from '../logger';
 import type { PulseContext } from './context';
 import { createFormatError } from './errors';
@@ -21,19 +22,56 @@ export function loadTypeDefs(): string {
 export interface ApolloOptions extends ResolverDependencies {
   httpServer: http.Server;
   logger: Logger;
+  /** Production hides the schema (no introspection). */
+  production: boolean;
+}
+
+/**
+ * Limits on what one document may ask, checked before anything executes. Pulse's
+ * own queries are shallow (depth 4 at most) and few-aliased; a frontend that needs
+ * many users asks `statuses(ids:)` rather than aliasing `status` a hundred times.
+ */
+function armor() {
+  return new ApolloArmor({
+    maxDepth: { n: 8, ignoreIntrospection: false, flattenFragments: true },
+    maxAliases: { n: 30 },
+    maxDirectives: { n: 10 },
+    // graphql-armor's token plugin answers a plain syntax error with a 500; the
+    // parser's own limit (parseOptions below) reports both as GRAPHQL_PARSE_FAILED.
+    maxTokens: { enabled: false },
+    costLimit: { maxCost: 5000 },
+    // "Did you mean ...?" hints would map the schema for someone who cannot
+    // introspect it.
+    blockFieldSuggestion: { enabled: true },
+  }).protect();
+}
+
+/** Room for a `statuses` call that spells out its maximum number of ids inline. */
+function maxTokens(statusesMaxIds: number): number {
+  return Math.max(2000, statusesMaxIds * 2 + 500);
 }
 
 export function createApolloServer(options: ApolloOptions): ApolloServer<PulseContext> {
+  const protection = armor();
   return new ApolloServer<PulseContext>({
     typeDefs: loadTypeDefs(),
     resolvers: createResolvers(options),
     formatError: createFormatError(options.logger),
     includeStacktraceInErrorResponses: false,
+    validationRules: protection.validationRules,
+    parseOptions: { maxTokens: maxTokens(options.statusesMaxIds) },
+    // One operation per HTTP request: a JSON array of operations is refused, so one
+    // request cannot multiply its cost past the limits above.
+    allowBatchedHttpRequests: false,
+    introspection: !options.production,
+    // CSRF prevention (on by default, kept on): a POST must carry a JSON content type
+    // or an Apollo header, which a cross-site form cannot.
+    csrfPrevention: true,
     // Pulse's main.ts owns SIGTERM/SIGINT: shutdown is an ordered list of steps
     // (HTTP, then buffered heartbeats, then the pool), which Apollo's own signal
     // handlers would cut short.
     stopOnTerminationSignals: false,
     // On shutdown, stop accepting connections and let in-flight requests finish.
-    plugins: [ApolloServerPluginDrainHttpServer({ httpServer: options.httpServer })],
+    plugins: [...protection.plugins, ApolloServerPluginDrainHttpServer({ httpServer: options.httpServer })],
   });
 }

@@ -17,6 +17,8 @@ export interface RequestHandlerOptions {
   contextFor(req: http.IncomingMessage): PulseContext;
   bodyLimitBytes: number;
   logger: Logger;
+  /** For /readyz: can this instance serve requests right now? */
+  readiness(): Promise<{ ready: boolean }>;
 }
 
 /** A request that cannot be served as sent; answered with `status` and `message`. */
@@ -50,7 +52,13 @@ async function route(options: RequestHandlerOptions, req: http.IncomingMessage, 
     case '/graphql':
       return graphql(options, req, res, url);
     case '/healthz':
+      // Liveness: the process answers. Deliberately no database check, so a
+      // database outage does not make an orchestrator restart every instance.
       return sendJson(res, 200, { status: 'ok' });
+    case '/readyz': {
+      const readiness = await options.readiness();
+      return sendJson(res, readiness.ready ? 200 : 503, readiness);
+    }
     default:
       return sendJson(res, 404, { error: `Not found: ${req.method} ${url.pathname}` });
   }
