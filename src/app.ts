@@ -81,7 +81,7 @@ async function startOnDatabase(config: Config, logger: Logger, connection: Datab
     'request',
     createRequestHandler({
       apollo,
-      contextFor: (req) => createContext({ presence, tokens }, req.headers.authorization),
+      contextFor: (request) => createContext({ presence, tokens }, request),
       bodyLimitBytes: config.http.bodyLimitBytes,
       logger,
       readiness: () => checkReadiness(db),

@@ -9,7 +9,7 @@ import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHt
 import { ApolloArmor } from '@escape.tech/graphql-armor';
 import type { Logger } from '../logger';
 import type { PulseContext } from './context';
-import { createFormatError } from './errors';
+import { errorLoggingPlugin, formatError } from './errors';
 import { createResolvers, type ResolverDependencies } from './resolvers';
 
 /** The contract, read from the top-level schema.graphql: the file is the schema. */
@@ -56,7 +56,7 @@ export function createApolloServer(options: ApolloOptions): ApolloServer<PulseCo
   return new ApolloServer<PulseContext>({
     typeDefs: loadTypeDefs(),
     resolvers: createResolvers(options),
-    formatError: createFormatError(options.logger),
+    formatError,
     includeStacktraceInErrorResponses: false,
     validationRules: protection.validationRules,
     parseOptions: { maxTokens: maxTokens(options.statusesMaxIds) },
@@ -72,6 +72,10 @@ export function createApolloServer(options: ApolloOptions): ApolloServer<PulseCo
     // handlers would cut short.
     stopOnTerminationSignals: false,
     // On shutdown, stop accepting connections and let in-flight requests finish.
-    plugins: [...protection.plugins, ApolloServerPluginDrainHttpServer({ httpServer: options.httpServer })],
+    plugins: [
+      ...protection.plugins,
+      errorLoggingPlugin(options.logger),
+      ApolloServerPluginDrainHttpServer({ httpServer: options.httpServer }),
+    ],
   });
 }

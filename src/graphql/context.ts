@@ -7,11 +7,16 @@
  */
 import type DataLoader from 'dataloader';
 import type { TokenIssuer } from '../auth/tokens';
+import type { Logger } from '../logger';
 import type { PresenceService } from '../presence/presence-service';
 import type { UserId } from '../presence/user-id';
 import type { UserStatus } from '../presence/user-status';
 
 export interface PulseContext {
+  /** The request's id, sent back in the x-request-id header. */
+  readonly requestId: string;
+  /** Logs lines tagged with the request id. */
+  readonly logger: Logger;
   /** The caller's user id; throws AuthenticationError without a valid token. */
   authenticate(): UserId;
   readonly loaders: {
@@ -24,9 +29,19 @@ export interface ContextDependencies {
   tokens: TokenIssuer;
 }
 
-export function createContext(deps: ContextDependencies, authorization: string | undefined): PulseContext {
+export interface RequestInfo {
+  requestId: string;
+  logger: Logger;
+  /** The Authorization header as sent, if any. */
+  authorization: string | undefined;
+}
+
+export function createContext(deps: ContextDependencies, request: RequestInfo): PulseContext {
+  const { authorization } = request;
   let caller: { userId: UserId } | { error: unknown } | undefined;
   return {
+    requestId: request.requestId,
+    logger: request.logger,
     authenticate() {
       if (!caller) {
         try {

@@ -7,7 +7,9 @@ import type { GraphQLFormattedError } from 'graphql';
 import { GraphQLError } from 'graphql';
 import { unwrapResolverError } from '@apollo/server/errors';
 import { toPulseError, type PulseError } from '../errors';
+import type { ApolloServerPlugin } from '@apollo/server';
 import type { Logger } from '../logger';
+import type { PulseContext } from './context';
 
 const HTTP_STATUS: Record<PulseError['code'], number | undefined> = {
   // BAD_USER_INPUT keeps 200: a bad id in one field must not void the other fields'
@@ -29,19 +31,35 @@ export function toGraphQLError(error: unknown): never {
   });
 }
 
-/** Apollo's formatError: masks what is not a known, deliberate error. */
-export function createFormatError(logger: Logger) {
-  return (formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError => {
-    const code = formatted.extensions?.code;
-    if (code && code !== 'INTERNAL_SERVER_ERROR') return withoutStacktrace(formatted);
-    const original = unwrapResolverError(error);
-    logger.error('graphql: internal error', { error: original, path: formatted.path });
-    return {
-      message: 'Internal server error',
-      locations: formatted.locations,
-      path: formatted.path,
-      extensions: { code: 'INTERNAL_SERVER_ERROR' },
-    };
+/**
+ * Apollo's formatError: masks what is not a known, deliberate error. The cause is
+ * logged, with the request id, by {@link errorLoggingPlugin}.
+ */
+export function formatError(formatted: GraphQLFormattedError, _error: unknown): GraphQLFormattedError {
+  const code = formatted.extensions?.code;
+  if (code && code !== 'INTERNAL_SERVER_ERROR') return withoutStacktrace(formatted);
+  return {
+    message: 'Internal server error',
+    locations: formatted.locations,
+    path: formatted.path,
+    extensions: { code: 'INTERNAL_SERVER_ERROR' },
+  };
+}
+
+/** Logs every error that will be masked, with its cause and the request's id. */
+export function errorLoggingPlugin(fallback: Logger): ApolloServerPlugin<PulseContext> {
+  return {
+    async requestDidStart() {
+      return {
+        async didEncounterErrors({ contextValue, errors }) {
+          for (const error of errors) {
+            const code = error.extensions?.code;
+            if (code && code !== 'INTERNAL_SERVER_ERROR') continue;
+            (contextValue?.logger ?? fallback).error('graphql: internal error', { error: unwrapResolverError(error), path: error.path });
+          }
+        },
+      };
+    },
   };
 }
 

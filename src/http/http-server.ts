@@ -5,16 +5,17 @@
  * (`executeHTTPGraphQLRequest`) instead of a web framework: the plain endpoints that
  * clients call most stay a few function calls away from the socket.
  */
+import { randomUUID } from 'node:crypto';
 import type http from 'node:http';
 import type { ApolloServer } from '@apollo/server';
 import { HeaderMap } from '@apollo/server';
 import type { Logger } from '../logger';
-import type { PulseContext } from '../graphql/context';
+import type { PulseContext, RequestInfo } from '../graphql/context';
 
 export interface RequestHandlerOptions {
   apollo: ApolloServer<PulseContext>;
   /** Builds the GraphQL context of one request. */
-  contextFor(req: http.IncomingMessage): PulseContext;
+  contextFor(request: RequestInfo): PulseContext;
   bodyLimitBytes: number;
   logger: Logger;
   /** For /readyz: can this instance serve requests right now? */
@@ -34,23 +35,33 @@ class HttpProblem extends Error {
 export function createRequestHandler(options: RequestHandlerOptions): http.RequestListener {
   const { logger } = options;
   return (req, res) => {
-    route(options, req, res).catch((error: unknown) => {
+    const requestId = requestIdOf(req);
+    res.setHeader('x-request-id', requestId);
+    const info: RequestInfo = { requestId, logger: logger.child({ requestId }), authorization: req.headers.authorization };
+    route(options, info, req, res).catch((error: unknown) => {
       if (error instanceof HttpProblem) {
         sendJson(res, error.status, { errors: [{ message: error.message, extensions: { code: 'BAD_REQUEST' } }] });
         return;
       }
-      logger.error('http: unhandled error', { error, method: req.method, url: req.url });
+      info.logger.error('http: unhandled error', { error, method: req.method, path: req.url?.split('?')[0] });
       if (!res.headersSent) sendJson(res, 500, { errors: [{ message: 'Internal server error' }] });
       else res.destroy();
     });
   };
 }
 
-async function route(options: RequestHandlerOptions, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+// Private: a caller's (or proxy's) request id is kept when it looks like one, so
+// logs line up across services; otherwise Pulse makes one.
+function requestIdOf(req: http.IncomingMessage): string {
+  const given = req.headers['x-request-id'];
+  return typeof given === 'string' && /^[\w.:-]{1,128}$/.test(given) ? given : randomUUID();
+}
+
+async function route(options: RequestHandlerOptions, info: RequestInfo, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://pulse.invalid');
   switch (url.pathname) {
     case '/graphql':
-      return graphql(options, req, res, url);
+      return graphql(options, info, req, res, url);
     case '/healthz':
       // Liveness: the process answers. Deliberately no database check, so a
       // database outage does not make an orchestrator restart every instance.
@@ -64,7 +75,7 @@ async function route(options: RequestHandlerOptions, req: http.IncomingMessage, 
   }
 }
 
-async function graphql(options: RequestHandlerOptions, req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<void> {
+async function graphql(options: RequestHandlerOptions, info: RequestInfo, req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<void> {
   const text = await readBody(req, options.bodyLimitBytes);
   const headers = new HeaderMap();
   for (const [name, value] of Object.entries(req.headers)) {
@@ -83,7 +94,7 @@ async function graphql(options: RequestHandlerOptions, req: http.IncomingMessage
 
   const response = await options.apollo.executeHTTPGraphQLRequest({
     httpGraphQLRequest: { method: req.method?.toUpperCase() ?? 'GET', headers, search: url.search, body },
-    context: async () => options.contextFor(req),
+    context: async () => options.contextFor(info),
   });
 
   res.statusCode = response.status ?? 200;
