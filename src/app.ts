@@ -85,6 +85,7 @@ async function startOnDatabase(config: Config, logger: Logger, connection: Datab
       bodyLimitBytes: config.http.bodyLimitBytes,
       logger,
       readiness: () => checkReadiness(db),
+      overloaded: () => connection.pool.waitingCount > config.database.poolMaxWaiting,
     }),
   );
 

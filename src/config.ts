@@ -22,6 +22,8 @@ export interface Config {
     /** Unset: Pulse runs its own embedded PostgreSQL under `dataDir`. */
     readonly url: string | null;
     readonly poolMax: number;
+    /** Requests allowed to wait for a connection before new ones are shed (503). */
+    readonly poolMaxWaiting: number;
     readonly connectionTimeoutMs: number;
     readonly statementTimeoutMs: number;
     readonly migrateOnStart: boolean;
@@ -102,6 +104,7 @@ const serverEnv = z.object({
 const databaseEnv = z.object({
   DATABASE_URL: databaseUrl.optional(),
   DB_POOL_MAX: integer(1, 1000).default(10),
+  DB_POOL_MAX_WAITING: integer(0, 1_000_000).default(100),
   DB_CONNECTION_TIMEOUT_MS: integer(100, 600_000).default(5_000),
   DB_STATEMENT_TIMEOUT_MS: integer(100, 3_600_000).default(5_000),
   MIGRATE_ON_START: boolean.default(true),
@@ -188,6 +191,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: { forS
     database: {
       url: database.DATABASE_URL ?? null,
       poolMax: database.DB_POOL_MAX,
+      poolMaxWaiting: database.DB_POOL_MAX_WAITING,
       connectionTimeoutMs: database.DB_CONNECTION_TIMEOUT_MS,
       statementTimeoutMs: database.DB_STATEMENT_TIMEOUT_MS,
       migrateOnStart: database.MIGRATE_ON_START,

@@ -53,11 +53,14 @@ export function toPulseError(error: unknown): PulseError | null {
   if (error instanceof InvalidInputError || error instanceof AuthenticationError || error instanceof UnavailableError) {
     return error;
   }
-  if (error instanceof Error) {
-    const code = (error as { code?: unknown }).code;
+  // Duck-typed rather than `instanceof Error`: socket errors are created by Node's
+  // core, which in some hosts (test sandboxes, workers) is another realm whose
+  // Error is not this one's.
+  if (typeof error === 'object' && error !== null) {
+    const { code, message } = error as { code?: unknown; message?: unknown };
     if (
       (typeof code === 'string' && (UNAVAILABLE_SQLSTATES.test(code) || UNAVAILABLE_NODE_CODES.has(code))) ||
-      UNAVAILABLE_MESSAGES.test(error.message)
+      (typeof message === 'string' && UNAVAILABLE_MESSAGES.test(message))
     ) {
       return new UnavailableError('The presence database is unavailable; try again shortly', { cause: error });
     }

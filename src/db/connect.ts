@@ -6,11 +6,14 @@
 import path from 'node:path';
 import type { Config } from '../config';
 import type { Logger } from '../logger';
-import { createDatabase, redactUrl, type Database } from './database';
+import type pg from 'pg';
+import { createDatabase, createPool, redactUrl, type Database } from './database';
 import { startEmbeddedPostgres } from './embedded-postgres';
 
 export interface DatabaseConnection {
   db: Database;
+  /** The pool behind `db`, for its occupancy. */
+  pool: pg.Pool;
   /** For logs: the redacted URL, or "embedded PostgreSQL (...)". */
   description: string;
   /** Ends the pool, then stops the embedded server if this process started it. */
@@ -31,15 +34,18 @@ export async function connectDatabase(
   };
 
   if (config.database.url) {
-    const db = createDatabase({ url: config.database.url, ...poolOptions });
-    return { db, description: redactUrl(config.database.url), close: () => db.destroy() };
+    const pool = createPool({ url: config.database.url, ...poolOptions });
+    const db = createDatabase({ url: config.database.url, ...poolOptions, pool });
+    return { db, pool, description: redactUrl(config.database.url), close: () => db.destroy() };
   }
 
   const clusterDir = path.join(config.dataDir, 'postgres');
   const embedded = await startEmbeddedPostgres({ clusterDir, port: config.database.embeddedPort, logger });
-  const db = createDatabase({ url: embedded.url, ...poolOptions });
+  const pool = createPool({ url: embedded.url, ...poolOptions });
+  const db = createDatabase({ url: embedded.url, ...poolOptions, pool });
   return {
     db,
+    pool,
     description: `embedded PostgreSQL (${redactUrl(embedded.url)}, data in ${clusterDir})`,
     close: async () => {
       await db.destroy();

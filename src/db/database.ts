@@ -24,7 +24,23 @@ export interface DatabaseOptions {
 
 export type Database = Kysely<PulseDatabase>;
 
-export function createDatabase(options: DatabaseOptions): Database {
+/** The pool's occupancy, for load shedding and metrics. */
+export interface PoolStats {
+  /** Connections open (in use + idle). */
+  total: number;
+  idle: number;
+  /** Requests waiting for a connection. */
+  waiting: number;
+}
+
+export function poolStats(pool: pg.Pool): PoolStats {
+  return { total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount };
+}
+
+/**
+ * The process's pool. Pass it to {@link createDatabase}; keep it to read its stats.
+ */
+export function createPool(options: Omit<DatabaseOptions, 'onStatement'>): pg.Pool {
   const pool = new pg.Pool({
     connectionString: options.url,
     max: options.poolMax,
@@ -38,7 +54,11 @@ export function createDatabase(options: DatabaseOptions): Database {
   pool.on('error', (error) => {
     options.logger.warn('database: idle connection lost', { error });
   });
+  return pool;
+}
 
+export function createDatabase(options: DatabaseOptions & { pool?: pg.Pool }): Database {
+  const pool = options.pool ?? createPool(options);
   const onStatement = options.onStatement;
   return new Kysely<PulseDatabase>({
     dialect: new PostgresDialect({ pool }),

@@ -25,9 +25,12 @@ export function toGraphQLError(error: unknown): never {
   const known = toPulseError(error);
   if (!known) throw error;
   const status = HTTP_STATUS[known.code];
+  // An outage is temporary: tell clients when to come back rather than let them
+  // retry at once and deepen it.
+  const headers = known.code === 'UNAVAILABLE' ? new Map([['retry-after', '1']]) : undefined;
   throw new GraphQLError(known.message, {
     originalError: known,
-    extensions: { code: known.code, ...(status ? { http: { status } } : {}) },
+    extensions: { code: known.code, ...(status ? { http: { status, ...(headers ? { headers } : {}) } } : {}) },
   });
 }
 

@@ -20,7 +20,16 @@ export interface RequestHandlerOptions {
   logger: Logger;
   /** For /readyz: can this instance serve requests right now? */
   readiness(): Promise<{ ready: boolean }>;
+  /**
+   * True while the database is saturated (too many requests already waiting for
+   * a connection): new work is refused at once with 503 and Retry-After instead of
+   * joining a queue that only grows.
+   */
+  overloaded(): boolean;
 }
+
+/** Seconds a shed client is asked to wait before retrying. */
+const RETRY_AFTER_SECONDS = 1;
 
 /** A request that cannot be served as sent; answered with `status` and `message`. */
 class HttpProblem extends Error {
@@ -61,6 +70,7 @@ async function route(options: RequestHandlerOptions, info: RequestInfo, req: htt
   const url = new URL(req.url ?? '/', 'http://pulse.invalid');
   switch (url.pathname) {
     case '/graphql':
+      if (options.overloaded()) return shed(res);
       return graphql(options, info, req, res, url);
     case '/healthz':
       // Liveness: the process answers. Deliberately no database check, so a
@@ -129,6 +139,13 @@ function readBody(req: http.IncomingMessage, limit: number): Promise<string> {
     });
     req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
     req.on('error', reject);
+  });
+}
+
+function shed(res: http.ServerResponse): void {
+  res.setHeader('retry-after', String(RETRY_AFTER_SECONDS));
+  sendJson(res, 503, {
+    errors: [{ message: `Pulse is overloaded; retry after ${RETRY_AFTER_SECONDS} s`, extensions: { code: 'UNAVAILABLE' } }],
   });
 }
 

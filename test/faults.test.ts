@@ -1,0 +1,148 @@
+/**
+ * Faults, caused on purpose: connections killed, a database that stalls, a
+ * database that restarts. The process stays up, callers get a clear UNAVAILABLE
+ * instead of a hang, and service resumes by itself.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { sql } from 'kysely';
+import { startEmbeddedPostgres } from '../src/db/embedded-postgres';
+import { silentLogger } from '../src/logger';
+import { freePort } from './support/free-port';
+import { createTestDatabase, type TestDatabase } from './support/test-database';
+import { startTestServer, type GraphQLReply, type TestServer } from './support/test-server';
+
+const STATUS = '{ status(id: "1") { userId } }';
+const ok = (reply: GraphQLReply) => reply.status === 200 && !reply.body.errors;
+const code = (reply: GraphQLReply) => reply.body.errors?.[0]?.extensions?.code;
+
+async function eventually<T>(what: string, attempt: () => Promise<T | undefined>, limitMs = 20_000): Promise<T> {
+  for (const started = Date.now(); Date.now() - started < limitMs; ) {
+    const value = await attempt().catch(() => undefined);
+    if (value !== undefined) return value;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`gave up waiting for ${what}`);
+}
+
+describe('on a shared database', () => {
+  let t: TestDatabase;
+  let server: TestServer;
+
+  beforeAll(async () => {
+    t = await createTestDatabase();
+    server = await startTestServer({ DATABASE_URL: t.url, DB_POOL_MAX: '2', DB_POOL_MAX_WAITING: '2', DB_STATEMENT_TIMEOUT_MS: '500' });
+  });
+  afterAll(async () => {
+    await server.stop();
+    await t.destroy();
+  });
+
+  it('survives its idle connections being terminated, and the next request succeeds', async () => {
+    await Promise.all([1, 2, 3, 4].map(() => server.graphql(STATUS))); // open both pool connections
+    const admin = new pg.Client({ connectionString: t.url });
+    await admin.connect();
+    try {
+      const { rowCount } = await admin.query(
+        "select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'pulse' and datname = current_database() and pid <> pg_backend_pid()",
+      );
+      expect(rowCount).toBeGreaterThan(0);
+      await eventually('the terminated backends to be gone', async () => {
+        const { rows } = await admin.query("select count(*)::int as n from pg_stat_activity where application_name = 'pulse' and datname = current_database()");
+        return rows[0].n === 0 ? true : undefined;
+      });
+    } finally {
+      await admin.end();
+    }
+    await new Promise((r) => setTimeout(r, 200)); // let the pool see the closed sockets
+    const reply = await server.graphql(STATUS);
+    expect(ok(reply)).toBe(true);
+  });
+
+  it('answers UNAVAILABLE (503) when a statement outlives the statement timeout, sheds the overflow, and does not wedge', async () => {
+    const locker = new pg.Client({ connectionString: t.url });
+    await locker.connect();
+    await locker.query('begin');
+    await locker.query('lock table pulse in access exclusive mode');
+    let replies: GraphQLReply[];
+    try {
+      replies = await Promise.all(Array.from({ length: 12 }, () => server.graphql(STATUS)));
+    } finally {
+      await locker.query('rollback');
+      await locker.end();
+    }
+    // Every request got an answer: either the statement timed out (UNAVAILABLE
+    // from the database) or it was shed before queueing (UNAVAILABLE, overloaded).
+    expect(replies.every((r) => r.status === 503 && code(r) === 'UNAVAILABLE')).toBe(true);
+    expect(replies.some((r) => /overloaded/.test(r.body.errors![0]!.message))).toBe(true);
+    expect(replies.some((r) => /database is unavailable/.test(r.body.errors![0]!.message))).toBe(true);
+
+    const after = await Promise.all(Array.from({ length: 4 }, () => server.graphql(STATUS)));
+    expect(after.every(ok)).toBe(true);
+  });
+
+  it('tells a shed or failed client when to retry', async () => {
+    const locker = new pg.Client({ connectionString: t.url });
+    await locker.connect();
+    await locker.query('begin');
+    await locker.query('lock table pulse in access exclusive mode');
+    try {
+      const response = await fetch(server.pulse.graphqlUrl, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ query: STATUS }),
+      });
+      expect(response.status).toBe(503);
+      expect(response.headers.get('retry-after')).toBe('1');
+    } finally {
+      await locker.query('rollback');
+      await locker.end();
+    }
+  });
+});
+
+describe('a database restart', () => {
+  it('fails requests fast with UNAVAILABLE during the outage, resumes by itself, and loses no acknowledged heartbeat', async () => {
+    const folder = fs.mkdtempSync(path.join(os.tmpdir(), 'pulse-restart-'));
+    fs.chmodSync(folder, 0o755);
+    const clusterDir = path.join(folder, 'postgres');
+    const port = await freePort();
+    let database = await startEmbeddedPostgres({ clusterDir, port, logger: silentLogger });
+    const server = await startTestServer({ DATABASE_URL: database.url, DB_CONNECTION_TIMEOUT_MS: '1000' });
+    const acknowledged = new Set<string>();
+    let next = 1;
+    const heartbeat = async () => {
+      const userId = String(next++);
+      const reply = await server.graphql('mutation { heartbeat { userId } }', { token: server.token(userId) });
+      if (ok(reply)) acknowledged.add(userId);
+      return reply;
+    };
+
+    try {
+      for (let i = 0; i < 20; i++) expect(ok(await heartbeat())).toBe(true);
+
+      await database.stop();
+      const during = [await heartbeat(), await heartbeat(), await server.graphql(STATUS)];
+      for (const reply of during) {
+        expect(reply.status).toBe(503);
+        expect(code(reply)).toBe('UNAVAILABLE');
+      }
+
+      database = await startEmbeddedPostgres({ clusterDir, port, logger: silentLogger });
+      await eventually('service to resume', async () => (ok(await heartbeat()) ? true : undefined));
+      for (let i = 0; i < 20; i++) await heartbeat();
+
+      const { rows } = await sql<{ user_id: string }>`select user_id from pulse`.execute(server.pulse.db);
+      const stored = new Set(rows.map((r) => r.user_id));
+      const missing = [...acknowledged].filter((id) => !stored.has(id));
+      expect(acknowledged.size).toBeGreaterThanOrEqual(40);
+      expect(missing).toEqual([]);
+    } finally {
+      await server.stop();
+      await database.stop();
+      fs.rmSync(folder, { recursive: true, force: true });
+    }
+  });
+});
