@@ -68,6 +68,7 @@ async function startOnDatabase(config: Config, logger: Logger, connection: Datab
   const tokens = createTokenIssuer(resolveJwtSecret(config, logger));
   const presence = new PresenceService({ db, thresholdSeconds: config.presence.thresholdSeconds });
 
+  let draining = false;
   const httpServer = http.createServer();
   const apollo = createApolloServer({
     httpServer,
@@ -86,6 +87,7 @@ async function startOnDatabase(config: Config, logger: Logger, connection: Datab
       logger,
       readiness: () => checkReadiness(db),
       overloaded: () => connection.pool.waitingCount > config.database.poolMaxWaiting,
+      draining: () => draining,
     }),
   );
 
@@ -114,7 +116,12 @@ async function startOnDatabase(config: Config, logger: Logger, connection: Datab
     scheduler,
     stop() {
       stopping ??= (async () => {
-        logger.info('shutdown: draining HTTP requests');
+        draining = true;
+        if (config.http.shutdownDrainMs > 0) {
+          logger.info(`shutdown: serving with Connection: close for ${config.http.shutdownDrainMs} ms`);
+          await new Promise((resolve) => setTimeout(resolve, config.http.shutdownDrainMs));
+        }
+        logger.info('shutdown: closing the listener, finishing in-flight requests');
         await apollo.stop();
         logger.info('shutdown: stopping scheduled jobs');
         await scheduler.stop();

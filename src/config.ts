@@ -17,6 +17,12 @@ export interface Config {
     readonly port: number;
     /** Largest request body accepted, in bytes. */
     readonly bodyLimitBytes: number;
+    /**
+     * On shutdown, how long to keep serving (with `Connection: close` and /readyz
+     * at 503) before the listener closes, so keep-alive clients move away
+     * instead of having an idle connection closed under a request.
+     */
+    readonly shutdownDrainMs: number;
   };
   readonly database: {
     /** Unset: Pulse runs its own embedded PostgreSQL under `dataDir`. */
@@ -97,6 +103,7 @@ const serverEnv = z.object({
   HOST: z.string().trim().min(1).default('0.0.0.0'),
   PORT: integer(0, 65535).default(4000),
   HTTP_BODY_LIMIT_BYTES: integer(1024, 50 * 1024 * 1024).default(100 * 1024),
+  SHUTDOWN_DRAIN_MS: integer(0, 20_000).default(1000),
   PULSE_DATA_DIR: z.string().trim().min(1).default('data'),
   LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
 });
@@ -187,7 +194,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: { forS
   const config: Config = {
     nodeEnv: server.NODE_ENV,
     production,
-    http: { host: server.HOST, port: server.PORT, bodyLimitBytes: server.HTTP_BODY_LIMIT_BYTES },
+    http: {
+      host: server.HOST,
+      port: server.PORT,
+      bodyLimitBytes: server.HTTP_BODY_LIMIT_BYTES,
+      shutdownDrainMs: server.SHUTDOWN_DRAIN_MS,
+    },
     database: {
       url: database.DATABASE_URL ?? null,
       poolMax: database.DB_POOL_MAX,

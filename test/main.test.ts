@@ -49,7 +49,7 @@ afterAll(() => t.destroy());
 
 it('logs the database and the address, serves, and exits 0 on SIGTERM', async () => {
   const port = await freePort();
-  const pulse = start({ DATABASE_URL: t.url, PORT: String(port), HOST: '127.0.0.1', JWT_SECRET: TEST_JWT_SECRET });
+  const pulse = start({ DATABASE_URL: t.url, PORT: String(port), HOST: '127.0.0.1', JWT_SECRET: TEST_JWT_SECRET, SHUTDOWN_DRAIN_MS: '0' });
   await pulse.waitFor('Pulse is listening');
   expect(pulse.output()).toContain(`database: ${t.url.replace(/^postgres:\/\//, 'postgres://')}`);
   expect(pulse.output()).toContain(`GraphQL at http://localhost:${port}/graphql`);
@@ -86,4 +86,57 @@ it('refuses to start in production without JWT_SECRET', async () => {
   const pulse = start({ NODE_ENV: 'production', DATABASE_URL: t.url });
   expect(await pulse.exited).toBe(1);
   expect(pulse.output()).toContain('JWT_SECRET: required when NODE_ENV=production');
+});
+
+it('on SIGTERM under load, finishes every request already sent, ignores a second signal, and exits 0', async () => {
+  const port = await freePort();
+  const pulse = start({ DATABASE_URL: t.url, PORT: String(port), HOST: '127.0.0.1', JWT_SECRET: TEST_JWT_SECRET, SHUTDOWN_DRAIN_MS: '1000' });
+  await pulse.waitFor('Pulse is listening');
+
+  interface Outcome {
+    sentBeforeSignal: boolean;
+    status?: number;
+    error?: string;
+  }
+  const outcomes: Outcome[] = [];
+  let signalled = false;
+  const worker = async (w: number) => {
+    for (let i = 0; i < 300; i++) {
+      const outcome: Outcome = { sentBeforeSignal: !signalled };
+      outcomes.push(outcome);
+      try {
+        const response = await fetch(`http://127.0.0.1:${port}/graphql`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ query: `{ statuses(ids: ["${w}", "${i + 1}"]) { online } }` }),
+        });
+        await response.text();
+        outcome.status = response.status;
+      } catch (error) {
+        outcome.error = (error as { cause?: { code?: string } }).cause?.code ?? String(error);
+        // Once the listener has closed, new work is declined: stop sending.
+        if (signalled) return;
+      }
+      if (outcomes.length === 100 && !signalled) {
+        signalled = true;
+        pulse.signal('SIGTERM');
+        // A second, impatient signal once the first is being handled.
+        void pulse.waitFor('SIGTERM received: shutting down').then(() => pulse.signal('SIGTERM'));
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: 20 }, (_, w) => worker(w + 1)));
+
+  expect(await pulse.exited).toBe(0);
+  const before = outcomes.filter((o) => o.sentBeforeSignal);
+  const after = outcomes.filter((o) => !o.sentBeforeSignal);
+  expect(before.length).toBeGreaterThanOrEqual(100);
+  // Everything sent before the signal was answered, successfully.
+  expect(before.filter((o) => o.status !== 200)).toEqual([]);
+  // During the drain window the server kept answering; what it answered, it
+  // answered successfully. What came after the listener closed was declined.
+  expect(after.filter((o) => o.status === 200).length).toBeGreaterThan(0);
+  expect(after.filter((o) => o.status !== undefined && o.status !== 200)).toEqual([]);
+  expect(pulse.output()).toContain('SIGTERM received while shutting down; still finishing');
+  expect(pulse.output()).toContain('shutdown: done');
 });

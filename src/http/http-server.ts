@@ -26,6 +26,8 @@ export interface RequestHandlerOptions {
    * joining a queue that only grows.
    */
   overloaded(): boolean;
+  /** True once shutdown has begun: answer, but ask clients to reconnect elsewhere. */
+  draining(): boolean;
 }
 
 /** Seconds a shed client is asked to wait before retrying. */
@@ -46,6 +48,9 @@ export function createRequestHandler(options: RequestHandlerOptions): http.Reque
   return (req, res) => {
     const requestId = requestIdOf(req);
     res.setHeader('x-request-id', requestId);
+    // Node closes the connection after this response, so a keep-alive client
+    // opens its next request elsewhere instead of on a socket about to close.
+    if (options.draining()) res.setHeader('connection', 'close');
     const info: RequestInfo = { requestId, logger: logger.child({ requestId }), authorization: req.headers.authorization };
     route(options, info, req, res).catch((error: unknown) => {
       if (error instanceof HttpProblem) {
@@ -77,6 +82,7 @@ async function route(options: RequestHandlerOptions, info: RequestInfo, req: htt
       // database outage does not make an orchestrator restart every instance.
       return sendJson(res, 200, { status: 'ok' });
     case '/readyz': {
+      if (options.draining()) return sendJson(res, 503, { ready: false, reason: 'shutting down' });
       const readiness = await options.readiness();
       return sendJson(res, readiness.ready ? 200 : 503, readiness);
     }

@@ -18,6 +18,7 @@ export function testConfig(env: Record<string, string | undefined>): Config {
     JWT_SECRET: TEST_JWT_SECRET,
     PULSE_DATA_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'pulse-data-')),
     NODE_ENV: 'test',
+    SHUTDOWN_DRAIN_MS: '0',
     ...env,
   });
 }
