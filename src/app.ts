@@ -18,6 +18,7 @@ import { createApolloServer } from './graphql/apollo';
 import { createRequestHandler } from './http/http-server';
 import { toPulseError } from './errors';
 import { startScheduler, type Scheduler } from './jobs/scheduler';
+import { createMetrics, type Metrics } from './observability/metrics';
 import type { Logger } from './logger';
 import { PresenceService } from './presence/presence-service';
 
@@ -28,6 +29,7 @@ export interface Pulse {
   readonly db: Database;
   readonly tokens: TokenIssuer;
   readonly scheduler: Scheduler;
+  readonly metrics: Metrics;
   /** Stops in reverse order of start: HTTP (draining requests), then the database. */
   stop(): Promise<void>;
 }
@@ -46,17 +48,24 @@ export interface StartOptions {
 }
 
 export async function startPulse(config: Config, logger: Logger, options: StartOptions = {}): Promise<Pulse> {
-  const connection = await connectDatabase(config, logger, options);
+  const metrics = createMetrics();
+  const connection = await connectDatabase(config, logger, {
+    onStatement: (text) => {
+      metrics.statements.inc();
+      options.onStatement?.(text);
+    },
+  });
+  metrics.observePool(connection.pool);
   logger.info(`database: ${connection.description}`);
   try {
-    return await startOnDatabase(config, logger, connection);
+    return await startOnDatabase(config, logger, connection, metrics);
   } catch (error) {
     await connection.close().catch(() => {});
     throw error;
   }
 }
 
-async function startOnDatabase(config: Config, logger: Logger, connection: DatabaseConnection): Promise<Pulse> {
+async function startOnDatabase(config: Config, logger: Logger, connection: DatabaseConnection, metrics: Metrics): Promise<Pulse> {
   const { db } = connection;
   await waitForDatabase(db, connection.description, config.database.startupAttempts, logger);
   if (config.database.migrateOnStart) {
@@ -66,7 +75,7 @@ async function startOnDatabase(config: Config, logger: Logger, connection: Datab
   }
 
   const tokens = createTokenIssuer(resolveJwtSecret(config, logger));
-  const presence = new PresenceService({ db, thresholdSeconds: config.presence.thresholdSeconds });
+  const presence = new PresenceService({ db, thresholdSeconds: config.presence.thresholdSeconds, metrics });
 
   let draining = false;
   const httpServer = http.createServer();
@@ -76,6 +85,7 @@ async function startOnDatabase(config: Config, logger: Logger, connection: Datab
     presence,
     statusesMaxIds: config.presence.statusesMaxIds,
     production: config.production,
+    metrics,
   });
   await apollo.start();
   httpServer.on(
@@ -88,6 +98,7 @@ async function startOnDatabase(config: Config, logger: Logger, connection: Datab
       readiness: () => checkReadiness(db),
       overloaded: () => connection.pool.waitingCount > config.database.poolMaxWaiting,
       draining: () => draining,
+      metrics,
     }),
   );
 
@@ -104,6 +115,7 @@ async function startOnDatabase(config: Config, logger: Logger, connection: Datab
   const scheduler = startScheduler({
     db,
     logger,
+    metrics,
     retention: config.retention.cron ? { ...config.retention, cron: config.retention.cron } : null,
   });
 
@@ -114,6 +126,7 @@ async function startOnDatabase(config: Config, logger: Logger, connection: Datab
     db,
     tokens,
     scheduler,
+    metrics,
     stop() {
       stopping ??= (async () => {
         draining = true;

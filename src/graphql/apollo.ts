@@ -4,10 +4,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type http from 'node:http';
-import { ApolloServer } from '@apollo/server';
+import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
 import { ApolloArmor } from '@escape.tech/graphql-armor';
 import type { Logger } from '../logger';
+import type { Metrics } from '../observability/metrics';
 import type { PulseContext } from './context';
 import { errorLoggingPlugin, formatError } from './errors';
 import { createResolvers, type ResolverDependencies } from './resolvers';
@@ -24,6 +25,33 @@ export interface ApolloOptions extends ResolverDependencies {
   logger: Logger;
   /** Production hides the schema (no introspection). */
   production: boolean;
+  metrics?: Pick<Metrics, 'requestDuration' | 'heartbeats'>;
+}
+
+/**
+ * Observes each operation's latency, labelled by its root fields (bounded by the
+ * schema, unlike operation names, which callers choose).
+ */
+function latencyPlugin(metrics: Pick<Metrics, 'requestDuration'>): ApolloServerPlugin<PulseContext> {
+  return {
+    async requestDidStart() {
+      const stop = metrics.requestDuration.startTimer();
+      let operation = 'invalid';
+      return {
+        async didResolveOperation({ operation: op }) {
+          if (!op) return;
+          const fields = op.selectionSet.selections
+            .map((s) => (s.kind === 'Field' ? s.name.value : '...'))
+            .filter((name, i, all) => all.indexOf(name) === i)
+            .sort();
+          operation = `${op.operation}:${fields.join(',')}`.slice(0, 100);
+        },
+        async willSendResponse() {
+          stop({ operation });
+        },
+      };
+    },
+  };
 }
 
 /**
@@ -75,6 +103,7 @@ export function createApolloServer(options: ApolloOptions): ApolloServer<PulseCo
     plugins: [
       ...protection.plugins,
       errorLoggingPlugin(options.logger),
+      ...(options.metrics ? [latencyPlugin(options.metrics)] : []),
       ApolloServerPluginDrainHttpServer({ httpServer: options.httpServer }),
     ],
   });

@@ -5,6 +5,7 @@
  * {@link toGraphQLError} turn whatever is thrown into the caller's error code.
  */
 import { InvalidInputError } from '../errors';
+import type { Metrics } from '../observability/metrics';
 import type { PresenceService } from '../presence/presence-service';
 import { parseUserId } from '../presence/user-id';
 import type { UserStatus } from '../presence/user-status';
@@ -16,6 +17,7 @@ export interface ResolverDependencies {
   presence: PresenceService;
   /** Most ids one `statuses` call may ask for. */
   statusesMaxIds: number;
+  metrics?: Pick<Metrics, 'heartbeats'>;
 }
 
 export function createResolvers(deps: ResolverDependencies) {
@@ -40,7 +42,14 @@ export function createResolvers(deps: ResolverDependencies) {
 
     Mutation: {
       heartbeat: guard(async (_: unknown, _args: unknown, ctx: PulseContext): Promise<UserStatus> => {
-        const userId = ctx.authenticate();
+        let userId;
+        try {
+          userId = ctx.authenticate();
+        } catch (error) {
+          deps.metrics?.heartbeats.inc({ outcome: 'rejected' });
+          throw error;
+        }
+        deps.metrics?.heartbeats.inc({ outcome: 'accepted' });
         const status = await deps.presence.heartbeat(userId);
         // Later reads of this user in the same request see the write.
         ctx.loaders.status.clear(userId).prime(userId, status);

@@ -10,6 +10,7 @@ import type http from 'node:http';
 import type { ApolloServer } from '@apollo/server';
 import { HeaderMap } from '@apollo/server';
 import type { Logger } from '../logger';
+import type { Metrics } from '../observability/metrics';
 import type { PulseContext, RequestInfo } from '../graphql/context';
 
 export interface RequestHandlerOptions {
@@ -28,6 +29,7 @@ export interface RequestHandlerOptions {
   overloaded(): boolean;
   /** True once shutdown has begun: answer, but ask clients to reconnect elsewhere. */
   draining(): boolean;
+  metrics: Pick<Metrics, 'registry'>;
 }
 
 /** Seconds a shed client is asked to wait before retrying. */
@@ -81,6 +83,12 @@ async function route(options: RequestHandlerOptions, info: RequestInfo, req: htt
       // Liveness: the process answers. Deliberately no database check, so a
       // database outage does not make an orchestrator restart every instance.
       return sendJson(res, 200, { status: 'ok' });
+    case '/metrics': {
+      const body = await options.metrics.registry.metrics();
+      res.writeHead(200, { 'content-type': options.metrics.registry.contentType });
+      res.end(body);
+      return;
+    }
     case '/readyz': {
       if (options.draining()) return sendJson(res, 503, { ready: false, reason: 'shutting down' });
       const readiness = await options.readiness();

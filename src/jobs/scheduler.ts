@@ -7,6 +7,7 @@
 import cron from 'node-cron';
 import type { Database } from '../db/database';
 import type { Logger } from '../logger';
+import type { Metrics } from '../observability/metrics';
 import { runRetention, type RetentionOptions } from './retention';
 
 export interface JobStats {
@@ -24,6 +25,7 @@ export interface Scheduler {
 export function startScheduler(options: {
   db: Database;
   logger: Logger;
+  metrics?: Pick<Metrics, 'jobRuns'>;
   retention: (RetentionOptions & { cron: string }) | null;
 }): Scheduler {
   const { db, logger } = options;
@@ -40,6 +42,7 @@ export function startScheduler(options: {
             try {
               const result = await runRetention(db, new Date(), retention);
               stats.runs += 1;
+              options.metrics?.jobRuns.inc({ job: 'retention', outcome: result.ran ? 'ok' : 'skipped' });
               if (result.ran) {
                 stats.deleted += result.deleted;
                 logger.info(`retention: deleted ${result.deleted} pulse rows in ${result.steps} steps`);
@@ -48,6 +51,7 @@ export function startScheduler(options: {
               }
             } catch (error) {
               stats.failures += 1;
+              options.metrics?.jobRuns.inc({ job: 'retention', outcome: 'failed' });
               logger.error('retention: run failed', { error });
             } finally {
               running = null;

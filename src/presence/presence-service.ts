@@ -4,6 +4,7 @@
  */
 import DataLoader from 'dataloader';
 import type { Database } from '../db/database';
+import type { Metrics } from '../observability/metrics';
 import { findPulses, upsertPulse } from './pulse-repository';
 import { neverSeen, statusFromRow, type UserStatus } from './user-status';
 import type { UserId } from './user-id';
@@ -12,15 +13,18 @@ export interface PresenceServiceOptions {
   db: Database;
   /** A user is online while their last heartbeat is at most this many seconds old. */
   thresholdSeconds: number;
+  metrics?: Pick<Metrics, 'heartbeats' | 'heartbeatBatchSize'>;
 }
 
 export class PresenceService {
   readonly #db: Database;
   readonly #thresholdSeconds: number;
+  readonly #metrics: PresenceServiceOptions['metrics'];
 
   constructor(options: PresenceServiceOptions) {
     this.#db = options.db;
     this.#thresholdSeconds = options.thresholdSeconds;
+    this.#metrics = options.metrics;
   }
 
   get thresholdSeconds(): number {
@@ -29,7 +33,15 @@ export class PresenceService {
 
   /** Marks `userId` alive now and returns their status after the write. */
   async heartbeat(userId: UserId): Promise<UserStatus> {
-    const row = await upsertPulse(this.#db, userId, this.#thresholdSeconds);
+    let row;
+    try {
+      row = await upsertPulse(this.#db, userId, this.#thresholdSeconds);
+    } catch (error) {
+      this.#metrics?.heartbeats.inc({ outcome: 'failed' });
+      throw error;
+    }
+    this.#metrics?.heartbeats.inc({ outcome: 'written' });
+    this.#metrics?.heartbeatBatchSize.observe(1);
     return statusFromRow(userId, row);
   }
 

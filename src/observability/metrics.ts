@@ -1,0 +1,82 @@
+/**
+ * Prometheus metrics, served at /metrics. One registry per Pulse instance (no
+ * process-wide default registry), so tests and several instances in one process
+ * never share counters.
+ *
+ * Labels are bounded by Pulse itself (outcomes, route names, GraphQL root fields),
+ * never by caller-supplied strings, so a client cannot blow up cardinality.
+ */
+import type pg from 'pg';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export type HeartbeatOutcome = 'accepted' | 'rejected' | 'written' | 'skipped' | 'failed';
+
+export interface Metrics {
+  readonly registry: Registry;
+  readonly heartbeats: Counter<'outcome'>;
+  readonly heartbeatBatchSize: Histogram;
+  readonly statements: Counter;
+  readonly requestDuration: Histogram<'operation'>;
+  readonly jobRuns: Counter<'job' | 'outcome'>;
+  /** Reports the pool's occupancy on every scrape. */
+  observePool(pool: pg.Pool): void;
+}
+
+export function createMetrics(): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'pulse_process_' });
+
+  const heartbeats = new Counter({
+    name: 'pulse_heartbeats_total',
+    help: 'Heartbeats by outcome: accepted (authenticated), rejected (bad or missing token), written (row updated), skipped (within the minimum write gap), failed (write failed)',
+    labelNames: ['outcome'] as const,
+    registers: [registry],
+  });
+  const heartbeatBatchSize = new Histogram({
+    name: 'pulse_heartbeat_batch_size',
+    help: 'Distinct users written per heartbeat statement',
+    buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000],
+    registers: [registry],
+  });
+  const statements = new Counter({
+    name: 'pulse_sql_statements_total',
+    help: 'SQL statements sent to the database',
+    registers: [registry],
+  });
+  const requestDuration = new Histogram({
+    name: 'pulse_request_duration_seconds',
+    help: 'Request latency by operation (GraphQL root fields, or the HTTP route)',
+    labelNames: ['operation'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [registry],
+  });
+  const jobRuns = new Counter({
+    name: 'pulse_job_runs_total',
+    help: 'Scheduled job runs by job and outcome (ok, skipped, failed)',
+    labelNames: ['job', 'outcome'] as const,
+    registers: [registry],
+  });
+
+  return {
+    registry,
+    heartbeats,
+    heartbeatBatchSize,
+    statements,
+    requestDuration,
+    jobRuns,
+    observePool(pool) {
+      const gauge = (name: string, help: string, read: () => number) =>
+        new Gauge({
+          name,
+          help,
+          registers: [registry],
+          collect() {
+            this.set(read());
+          },
+        });
+      gauge('pulse_db_pool_in_use', 'Pool connections running a statement', () => pool.totalCount - pool.idleCount);
+      gauge('pulse_db_pool_idle', 'Pool connections open and idle', () => pool.idleCount);
+      gauge('pulse_db_pool_waiting', 'Requests waiting for a pool connection', () => pool.waitingCount);
+    },
+  };
+}
