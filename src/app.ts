@@ -75,7 +75,12 @@ async function startOnDatabase(config: Config, logger: Logger, connection: Datab
   }
 
   const tokens = createTokenIssuer(resolveJwtSecret(config, logger));
-  const presence = new PresenceService({ db, thresholdSeconds: config.presence.thresholdSeconds, metrics });
+  const presence = new PresenceService({
+    db,
+    thresholdSeconds: config.presence.thresholdSeconds,
+    heartbeatMinIntervalMs: config.presence.heartbeatMinIntervalMs,
+    metrics,
+  });
 
   let draining = false;
   const httpServer = http.createServer();

@@ -40,6 +40,8 @@ export interface Config {
   readonly presence: {
     readonly thresholdSeconds: number;
     readonly statusesMaxIds: number;
+    /** A user's heartbeats closer together than this are answered without work. */
+    readonly heartbeatMinIntervalMs: number;
   };
   readonly auth: {
     /** Unset outside production: a development secret is kept in `dataDir`. */
@@ -122,6 +124,7 @@ const databaseEnv = z.object({
 const presenceEnv = z.object({
   PRESENCE_THRESHOLD_SECONDS: positiveNumber.default(30),
   STATUSES_MAX_IDS: integer(1, 100_000).default(1000),
+  HEARTBEAT_MIN_INTERVAL_MS: integer(0, 60_000).default(1000),
 });
 
 const DURATION_UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86_400 };
@@ -213,6 +216,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: { forS
     presence: {
       thresholdSeconds: presence.PRESENCE_THRESHOLD_SECONDS,
       statusesMaxIds: presence.STATUSES_MAX_IDS,
+      heartbeatMinIntervalMs: presence.HEARTBEAT_MIN_INTERVAL_MS,
     },
     auth: { jwtSecret: auth.JWT_SECRET ?? null },
     retention: {

@@ -7,7 +7,7 @@ describe('loadConfig', () => {
     expect(config.database.url).toBeNull();
     expect(config.database.poolMax).toBe(10);
     expect(config.database.migrateOnStart).toBe(true);
-    expect(config.presence).toEqual({ thresholdSeconds: 30, statusesMaxIds: 1000 });
+    expect(config.presence).toEqual({ thresholdSeconds: 30, statusesMaxIds: 1000, heartbeatMinIntervalMs: 1000 });
     expect(config.auth.jwtSecret).toBeNull();
     expect(config.production).toBe(false);
   });
@@ -24,7 +24,7 @@ describe('loadConfig', () => {
     });
     expect(config.http.port).toBe(8080);
     expect(config.database).toMatchObject({ url: 'postgres://u:p@db:5432/pulse', poolMax: 20, migrateOnStart: false });
-    expect(config.presence).toEqual({ thresholdSeconds: 45, statusesMaxIds: 500 });
+    expect(config.presence).toMatchObject({ thresholdSeconds: 45, statusesMaxIds: 500 });
   });
 
   it('reports every problem at once, naming the variable and the value', () => {

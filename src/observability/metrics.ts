@@ -9,7 +9,7 @@
 import type pg from 'pg';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
-export type HeartbeatOutcome = 'accepted' | 'rejected' | 'written' | 'skipped' | 'failed';
+export type HeartbeatOutcome = 'accepted' | 'rejected' | 'limited' | 'written' | 'skipped' | 'failed';
 
 export interface Metrics {
   readonly registry: Registry;
@@ -28,7 +28,7 @@ export function createMetrics(): Metrics {
 
   const heartbeats = new Counter({
     name: 'pulse_heartbeats_total',
-    help: 'Heartbeats by outcome: accepted (authenticated), rejected (bad or missing token), written (row updated), skipped (within the minimum write gap), failed (write failed)',
+    help: 'Heartbeats by outcome: accepted (authenticated), rejected (bad or missing token), limited (a repeat within the per-user interval, answered without work), written (row updated), skipped (within the minimum write gap), failed (write failed)',
     labelNames: ['outcome'] as const,
     registers: [registry],
   });

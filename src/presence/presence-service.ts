@@ -5,6 +5,7 @@
 import DataLoader from 'dataloader';
 import type { Database } from '../db/database';
 import type { Metrics } from '../observability/metrics';
+import { HeartbeatRateLimit } from './heartbeat-rate-limit';
 import { findPulses, upsertPulse } from './pulse-repository';
 import { neverSeen, statusFromRow, type UserStatus } from './user-status';
 import type { UserId } from './user-id';
@@ -14,25 +15,38 @@ export interface PresenceServiceOptions {
   /** A user is online while their last heartbeat is at most this many seconds old. */
   thresholdSeconds: number;
   metrics?: Pick<Metrics, 'heartbeats' | 'heartbeatBatchSize'>;
+  /** A user's heartbeats closer together than this are answered without work; 0: off. */
+  heartbeatMinIntervalMs?: number;
 }
 
 export class PresenceService {
   readonly #db: Database;
   readonly #thresholdSeconds: number;
   readonly #metrics: PresenceServiceOptions['metrics'];
+  readonly #rateLimit: HeartbeatRateLimit<UserStatus>;
 
   constructor(options: PresenceServiceOptions) {
     this.#db = options.db;
     this.#thresholdSeconds = options.thresholdSeconds;
     this.#metrics = options.metrics;
+    this.#rateLimit = new HeartbeatRateLimit(options.heartbeatMinIntervalMs ?? 0);
   }
 
   get thresholdSeconds(): number {
     return this.#thresholdSeconds;
   }
 
-  /** Marks `userId` alive now and returns their status after the write. */
-  async heartbeat(userId: UserId): Promise<UserStatus> {
+  /**
+   * Marks `userId` alive now and returns their status after the write. A repeat
+   * within the rate-limit interval gets the first heartbeat's answer instead.
+   */
+  heartbeat(userId: UserId): Promise<UserStatus> {
+    const { limited, answer } = this.#rateLimit.answer(userId, () => this.#write(userId));
+    if (limited) this.#metrics?.heartbeats.inc({ outcome: 'limited' });
+    return answer;
+  }
+
+  async #write(userId: UserId): Promise<UserStatus> {
     let row;
     try {
       row = await upsertPulse(this.#db, userId, this.#thresholdSeconds);
