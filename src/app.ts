@@ -79,6 +79,8 @@ async function startOnDatabase(config: Config, logger: Logger, connection: Datab
     db,
     thresholdSeconds: config.presence.thresholdSeconds,
     heartbeatMinIntervalMs: config.presence.heartbeatMinIntervalMs,
+    minWriteGapSeconds: config.presence.minWriteGapSeconds,
+    batching: config.heartbeatBatching.enabled ? config.heartbeatBatching : null,
     metrics,
   });
 
@@ -139,8 +141,14 @@ async function startOnDatabase(config: Config, logger: Logger, connection: Datab
           logger.info(`shutdown: serving with Connection: close for ${config.http.shutdownDrainMs} ms`);
           await new Promise((resolve) => setTimeout(resolve, config.http.shutdownDrainMs));
         }
-        logger.info('shutdown: closing the listener, finishing in-flight requests');
-        await apollo.stop();
+        // In-flight heartbeat requests wait for their batch: write the buffer now
+        // rather than let them wait out the window, then once more for whatever
+        // arrived on keep-alive connections while the listener was closing.
+        logger.info(
+          `shutdown: closing the listener, finishing in-flight requests, writing buffered heartbeats (${presence.pendingHeartbeats})`,
+        );
+        await Promise.all([apollo.stop(), presence.flush()]);
+        await presence.flush();
         logger.info('shutdown: stopping scheduled jobs');
         await scheduler.stop();
         logger.info('shutdown: closing the database');

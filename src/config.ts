@@ -42,6 +42,21 @@ export interface Config {
     readonly statusesMaxIds: number;
     /** A user's heartbeats closer together than this are answered without work. */
     readonly heartbeatMinIntervalMs: number;
+    /**
+     * A user whose row was written less than this many seconds ago is not written
+     * again (0: always write). Below the threshold, so a skipped user stays online.
+     */
+    readonly minWriteGapSeconds: number;
+  };
+  readonly heartbeatBatching: {
+    /** Off: every heartbeat is its own statement (the Day-0 path). */
+    readonly enabled: boolean;
+    /** How long the first heartbeat of a batch waits for others (0: the rest of this event-loop turn). */
+    readonly windowMs: number;
+    /** A batch this large is written at once. */
+    readonly maxSize: number;
+    /** Batch statements allowed in flight at once; heartbeats queue behind them. */
+    readonly maxInFlight: number;
   };
   readonly auth: {
     /** Unset outside production: a development secret is kept in `dataDir`. */
@@ -85,6 +100,12 @@ const positiveNumber = z
   .transform(Number)
   .pipe(z.number().positive({ message: 'expected a positive number' }));
 
+const nonNegativeNumber = z
+  .string()
+  .trim()
+  .regex(/^\d+(\.\d+)?$/, { message: 'expected a number of 0 or more' })
+  .transform(Number);
+
 const boolean = z
   .string()
   .trim()
@@ -125,6 +146,11 @@ const presenceEnv = z.object({
   PRESENCE_THRESHOLD_SECONDS: positiveNumber.default(30),
   STATUSES_MAX_IDS: integer(1, 100_000).default(1000),
   HEARTBEAT_MIN_INTERVAL_MS: integer(0, 60_000).default(1000),
+  HEARTBEAT_MIN_WRITE_GAP_SECONDS: nonNegativeNumber.default(5),
+  HEARTBEAT_BATCHING: boolean.default(true),
+  HEARTBEAT_BATCH_WINDOW_MS: integer(0, 1000).default(5),
+  HEARTBEAT_BATCH_MAX: integer(1, 10_000).default(1000),
+  HEARTBEAT_BATCH_MAX_IN_FLIGHT: integer(1, 100).default(2),
 });
 
 const DURATION_UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86_400 };
@@ -190,6 +216,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: { forS
     );
   }
 
+  // A skipped write leaves last_hb up to the gap old; at or past the threshold a
+  // user who keeps sending heartbeats would flicker offline.
+  if (presence && presence.HEARTBEAT_MIN_WRITE_GAP_SECONDS >= presence.PRESENCE_THRESHOLD_SECONDS) {
+    problems.push(
+      `HEARTBEAT_MIN_WRITE_GAP_SECONDS: expected less than PRESENCE_THRESHOLD_SECONDS (${presence.PRESENCE_THRESHOLD_SECONDS}), or a user who keeps sending heartbeats could show as offline (got "${presence.HEARTBEAT_MIN_WRITE_GAP_SECONDS}")`,
+    );
+  }
+
   if (problems.length > 0 || !server || !database || !presence || !auth || !jobs) {
     throw new ConfigError(problems);
   }
@@ -217,6 +251,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: { forS
       thresholdSeconds: presence.PRESENCE_THRESHOLD_SECONDS,
       statusesMaxIds: presence.STATUSES_MAX_IDS,
       heartbeatMinIntervalMs: presence.HEARTBEAT_MIN_INTERVAL_MS,
+      minWriteGapSeconds: presence.HEARTBEAT_MIN_WRITE_GAP_SECONDS,
+    },
+    heartbeatBatching: {
+      enabled: presence.HEARTBEAT_BATCHING,
+      windowMs: presence.HEARTBEAT_BATCH_WINDOW_MS,
+      maxSize: presence.HEARTBEAT_BATCH_MAX,
+      maxInFlight: presence.HEARTBEAT_BATCH_MAX_IN_FLIGHT,
     },
     auth: { jwtSecret: auth.JWT_SECRET ?? null },
     retention: {

@@ -7,7 +7,8 @@ describe('loadConfig', () => {
     expect(config.database.url).toBeNull();
     expect(config.database.poolMax).toBe(10);
     expect(config.database.migrateOnStart).toBe(true);
-    expect(config.presence).toEqual({ thresholdSeconds: 30, statusesMaxIds: 1000, heartbeatMinIntervalMs: 1000 });
+    expect(config.presence).toEqual({ thresholdSeconds: 30, statusesMaxIds: 1000, heartbeatMinIntervalMs: 1000, minWriteGapSeconds: 5 });
+    expect(config.heartbeatBatching).toEqual({ enabled: true, windowMs: 5, maxSize: 1000, maxInFlight: 2 });
     expect(config.auth.jwtSecret).toBeNull();
     expect(config.production).toBe(false);
   });
@@ -25,6 +26,13 @@ describe('loadConfig', () => {
     expect(config.http.port).toBe(8080);
     expect(config.database).toMatchObject({ url: 'postgres://u:p@db:5432/pulse', poolMax: 20, migrateOnStart: false });
     expect(config.presence).toMatchObject({ thresholdSeconds: 45, statusesMaxIds: 500 });
+  });
+
+  it('refuses a minimum write gap that is not below the presence threshold', () => {
+    expect(() => loadConfig({ PRESENCE_THRESHOLD_SECONDS: '10', HEARTBEAT_MIN_WRITE_GAP_SECONDS: '10' })).toThrow(
+      /HEARTBEAT_MIN_WRITE_GAP_SECONDS: expected less than PRESENCE_THRESHOLD_SECONDS \(10\)/,
+    );
+    expect(loadConfig({ HEARTBEAT_BATCHING: 'off' }).heartbeatBatching.enabled).toBe(false);
   });
 
   it('reports every problem at once, naming the variable and the value', () => {

@@ -2,6 +2,8 @@
  * `npm start` as a process: what it logs, how it fails, how it stops.
  */
 import { spawn } from 'node:child_process';
+import jwt from 'jsonwebtoken';
+import { sql } from 'kysely';
 import path from 'node:path';
 import { freePort } from './support/free-port';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
@@ -139,4 +141,38 @@ it('on SIGTERM under load, finishes every request already sent, ignores a second
   expect(after.filter((o) => o.status !== undefined && o.status !== 200)).toEqual([]);
   expect(pulse.output()).toContain('SIGTERM received while shutting down; still finishing');
   expect(pulse.output()).toContain('shutdown: done');
+});
+
+it('on SIGTERM, writes the heartbeats still waiting for their batch and answers them before exiting', async () => {
+  const port = await freePort();
+  // A batch window far longer than the time to the signal: the heartbeats are
+  // still buffered when it arrives, so only the shutdown flush can write them.
+  const pulse = start({
+    DATABASE_URL: t.url,
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    JWT_SECRET: TEST_JWT_SECRET,
+    SHUTDOWN_DRAIN_MS: '0',
+    HEARTBEAT_BATCH_WINDOW_MS: '1000',
+  });
+  await pulse.waitFor('Pulse is listening');
+  const userIds = Array.from({ length: 20 }, (_, i) => String(700_000 + i));
+  const replies = userIds.map(async (userId) => {
+    const response = await fetch(`http://127.0.0.1:${port}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${jwt.sign({ sub: userId }, TEST_JWT_SECRET, { algorithm: 'HS256' })}` },
+      body: JSON.stringify({ query: 'mutation { heartbeat { userId online } }' }),
+    });
+    return { status: response.status, body: (await response.json()) as { data: { heartbeat: unknown } } };
+  });
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  pulse.signal('SIGTERM');
+
+  const answered = await Promise.all(replies);
+  expect(await pulse.exited).toBe(0);
+  expect(pulse.output()).toContain('writing buffered heartbeats (20)');
+  expect(answered.map((r) => r.status)).toEqual(userIds.map(() => 200));
+  expect(answered.map((r) => r.body.data.heartbeat)).toEqual(userIds.map((userId) => ({ userId, online: true })));
+  const { rows } = await sql<{ n: number }>`select count(*)::int as n from pulse where user_id = any(${userIds}::bigint[])`.execute(t.db);
+  expect(rows[0]!.n).toBe(20);
 });

@@ -26,17 +26,66 @@ export interface PulseRow {
 const onlineExpression = (thresholdSeconds: number) =>
   sql<boolean>`last_hb >= now() - make_interval(secs => ${thresholdSeconds})`.as('online');
 
+/** A heartbeat's row after {@link recordHeartbeats}: written now, or skipped. */
+export interface HeartbeatRow extends PulseRow {
+  /** False when the row was written less than the minimum write gap ago and left alone. */
+  written: boolean;
+}
+
 /**
- * Records a heartbeat for `userId`: `last_hb = now()`, inserting the row when the
- * user has none. Returns the row as written.
+ * Records a heartbeat for each of `userIds` in one statement: `last_hb = now()`,
+ * inserting the rows of users who have none, and returns every user's row after
+ * the write, in no particular order.
+ *
+ * `userIds` must be distinct and sorted ascending (see {@link sortUserIds}): rows
+ * are then locked in one global order, so two batches that share users wait for
+ * each other instead of deadlocking, and no row is hit twice in one statement
+ * ("ON CONFLICT DO UPDATE command cannot affect row a second time").
+ *
+ * A row written less than `minWriteGapSeconds` ago is not written again (its
+ * status is returned as it stands): several tabs or devices of one user cost one
+ * write per gap. The gap is a difference of two timestamps, not `timestamptz -
+ * interval`, and `now()` sits in the inserted rows, not in the SET: Citus accepts
+ * only immutable expressions in `ON CONFLICT DO UPDATE`.
  */
-export async function upsertPulse(db: Database, userId: UserId, thresholdSeconds: number): Promise<PulseRow> {
-  return db
-    .insertInto('pulse')
-    .values({ user_id: userId, last_hb: sql<Date>`now()` })
-    .onConflict((oc) => oc.column('user_id').doUpdateSet({ last_hb: (eb) => eb.ref('excluded.last_hb') }))
-    .returning(['user_id', 'last_hb', onlineExpression(thresholdSeconds)])
-    .executeTakeFirstOrThrow();
+export async function recordHeartbeats(
+  db: Database,
+  userIds: readonly UserId[],
+  thresholdSeconds: number,
+  minWriteGapSeconds: number,
+): Promise<HeartbeatRow[]> {
+  if (userIds.length === 0) return [];
+  // The skipped rows' current values come from the pulse scan, which sees the
+  // table as it was when the statement started: a skipped row is one the upsert
+  // left alone, so that is its value now too.
+  const { rows } = await sql<HeartbeatRow>`
+    with heartbeat as (
+      insert into pulse (user_id, last_hb)
+      select user_id, now() from unnest(${sql.val(userIds)}::bigint[]) with ordinality as t(user_id, position)
+      order by position
+      on conflict (user_id) do update set last_hb = excluded.last_hb
+      where excluded.last_hb - pulse.last_hb >= make_interval(secs => ${minWriteGapSeconds})
+      returning user_id, last_hb
+    )
+    select user_id::text as user_id, last_hb, true as written,
+           last_hb >= now() - make_interval(secs => ${thresholdSeconds}) as online
+    from heartbeat
+    union all
+    select user_id::text, last_hb, false,
+           last_hb >= now() - make_interval(secs => ${thresholdSeconds})
+    from pulse
+    where user_id = any(${sql.val(userIds)}::bigint[])
+      and user_id not in (select user_id from heartbeat)
+  `.execute(db);
+  return rows;
+}
+
+/**
+ * Sorts user ids ascending as numbers, the lock order {@link recordHeartbeats}
+ * needs. Ids have no leading zeros, so a shorter id is always the smaller one.
+ */
+export function sortUserIds(userIds: Iterable<UserId>): UserId[] {
+  return [...userIds].sort((a, b) => a.length - b.length || (a < b ? -1 : a > b ? 1 : 0));
 }
 
 /**

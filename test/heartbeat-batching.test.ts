@@ -1,0 +1,218 @@
+/**
+ * Group commit against a real PostgreSQL: heartbeats that arrive together share
+ * one statement, every one of them lands, none is answered before its write has
+ * committed, a failed batch fails only its own heartbeats, and the minimum write
+ * gap skips exactly the rows written too recently.
+ */
+import pg from 'pg';
+import { sql } from 'kysely';
+import { createDatabase, type Database } from '../src/db/database';
+import { toPulseError } from '../src/errors';
+import { silentLogger } from '../src/logger';
+import { createMetrics, type Metrics } from '../src/observability/metrics';
+import { PresenceService, type PresenceServiceOptions } from '../src/presence/presence-service';
+import { parseUserId, type UserId } from '../src/presence/user-id';
+import { createTestDatabase, type TestDatabase } from './support/test-database';
+
+const id = parseUserId;
+const ids = (from: number, count: number): UserId[] => Array.from({ length: count }, (_, i) => id(String(from + i)));
+const writes = (statements: string[]) => statements.filter((s) => /insert into pulse/i.test(s));
+
+let t: TestDatabase;
+let metrics: Metrics;
+
+beforeAll(async () => {
+  t = await createTestDatabase();
+});
+afterAll(() => t.destroy());
+beforeEach(async () => {
+  await sql`truncate pulse`.execute(t.db);
+  t.statements.length = 0;
+  metrics = createMetrics();
+});
+
+function service(options: Partial<PresenceServiceOptions> = {}, db: Database = t.db): PresenceService {
+  return new PresenceService({
+    db,
+    thresholdSeconds: 30,
+    minWriteGapSeconds: 0,
+    batching: { windowMs: 5, maxSize: 1000, maxInFlight: 2 },
+    metrics,
+    ...options,
+  });
+}
+
+async function counter(outcome: string): Promise<number> {
+  const { values } = await metrics.heartbeats.get();
+  return values.find((v) => v.labels.outcome === outcome)?.value ?? 0;
+}
+
+async function lastHeartbeats(userIds: readonly string[]): Promise<Map<string, Date>> {
+  const { rows } = await sql<{ user_id: string; last_hb: Date }>`
+    select user_id::text as user_id, last_hb from pulse where user_id = any(${userIds}::bigint[])
+  `.execute(t.db);
+  return new Map(rows.map((r) => [r.user_id, r.last_hb]));
+}
+
+describe('group commit', () => {
+  it('writes heartbeats that arrive together in one statement, and answers each with its own status', async () => {
+    const presence = service();
+    const users = ids(1000, 200);
+    const statuses = await Promise.all(users.map((u) => presence.heartbeat(u)));
+
+    expect(writes(t.statements)).toHaveLength(1);
+    expect(statuses.map((s) => s.userId)).toEqual(users);
+    expect(statuses.every((s) => s.online && s.lastSeen instanceof Date)).toBe(true);
+    expect((await lastHeartbeats(users)).size).toBe(200);
+  });
+
+  it('closes a batch when it reaches its maximum size', async () => {
+    const presence = service({ batching: { windowMs: 1000, maxSize: 10, maxInFlight: 4 } });
+    await Promise.all(ids(1, 25).map((u) => presence.heartbeat(u)));
+    // Two full batches at once; the remaining 5 wait out the window.
+    expect(writes(t.statements)).toHaveLength(3);
+    expect((await metrics.heartbeatBatchSize.get()).values.find((v) => v.labels.le === 5)?.value).toBe(1);
+  });
+
+  it('merges a user who appears several times in one batch into one row and one answer', async () => {
+    const presence = service({ heartbeatMinIntervalMs: 0 });
+    const answers = await Promise.all(Array.from({ length: 10 }, () => presence.heartbeat(id('77'))));
+    expect(writes(t.statements)).toHaveLength(1);
+    expect(new Set(answers.map((a) => a.lastSeen!.getTime())).size).toBe(1);
+    expect(await counter('written')).toBe(1);
+  });
+
+  it('lands every heartbeat when concurrent batches share users, without deadlocks', async () => {
+    const presence = service({ heartbeatMinIntervalMs: 0, batching: { windowMs: 1, maxSize: 37, maxInFlight: 4 } });
+    // Waves of overlapping user sets in shuffled order: batches running at the
+    // same time lock the same rows, which only sorted ids keep deadlock-free.
+    const waves = Array.from({ length: 8 }, (_, wave) => ids(1 + wave * 20, 100).sort(() => Math.random() - 0.5));
+    const results = await Promise.allSettled(waves.flat().map((u) => presence.heartbeat(u)));
+
+    expect(results.filter((r) => r.status === 'rejected')).toEqual([]);
+    expect(writes(t.statements).length).toBeGreaterThan(1);
+    const stored = await lastHeartbeats(ids(1, 240));
+    expect(stored.size).toBe(240);
+  });
+
+  it('answers a heartbeat only after its write has committed', async () => {
+    await t.setLastHeartbeat('5', 3600);
+    const [before] = (await lastHeartbeats(['5'])).values();
+    const presence = service();
+
+    // Another transaction holds user 5's row: the batch cannot write it yet.
+    const locker = new pg.Client({ connectionString: t.url });
+    await locker.connect();
+    await locker.query('begin');
+    await locker.query('select * from pulse where user_id = 5 for update');
+    let answered = false;
+    const answer = presence.heartbeat(id('5')).then((status) => {
+      answered = true;
+      return status;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const stillAnswered = answered;
+    const [meanwhile] = (await lastHeartbeats(['5'])).values();
+    await locker.query('commit');
+    await locker.end();
+
+    expect(stillAnswered).toBe(false);
+    expect(meanwhile).toEqual(before);
+    const status = await answer;
+    expect(status.online).toBe(true);
+    expect((await lastHeartbeats(['5'])).get('5')).toEqual(status.lastSeen);
+  });
+
+  it('fails exactly the heartbeats of a failed batch, with UNAVAILABLE, and writes the next batch', async () => {
+    // A pool of its own with a short statement timeout, and the table locked.
+    const impatient = createDatabase({ url: t.url, poolMax: 2, connectionTimeoutMs: 2000, statementTimeoutMs: 300, logger: silentLogger });
+    const presence = service({}, impatient);
+    const locker = new pg.Client({ connectionString: t.url });
+    await locker.connect();
+    try {
+      await locker.query('begin');
+      await locker.query('lock table pulse in exclusive mode');
+      const failed = await Promise.allSettled(ids(1, 5).map((u) => presence.heartbeat(u)));
+      await locker.query('rollback');
+      const succeeded = await Promise.all(ids(6, 5).map((u) => presence.heartbeat(u)));
+
+      expect(failed.map((r) => r.status)).toEqual(Array(5).fill('rejected'));
+      for (const r of failed) expect(toPulseError((r as PromiseRejectedResult).reason)?.code).toBe('UNAVAILABLE');
+      expect(succeeded.every((s) => s.online)).toBe(true);
+      expect([...(await lastHeartbeats(ids(1, 10))).keys()].sort()).toEqual(ids(6, 5).sort());
+      expect(await counter('failed')).toBe(5);
+    } finally {
+      await locker.end();
+      await impatient.destroy();
+    }
+  });
+
+  it('flush writes what is buffered without waiting for the window', async () => {
+    const presence = service({ batching: { windowMs: 60_000, maxSize: 1000, maxInFlight: 1 } });
+    const answers = Promise.all(ids(1, 3).map((u) => presence.heartbeat(u)));
+    expect(presence.pendingHeartbeats).toBe(3);
+    await presence.flush();
+    expect((await answers).every((s) => s.online)).toBe(true);
+    expect(presence.pendingHeartbeats).toBe(0);
+  });
+});
+
+describe('the minimum write gap', () => {
+  it('skips a user written less than the gap ago, answering with the stored time, and writes once the gap has passed', async () => {
+    const presence = service({ minWriteGapSeconds: 5, heartbeatMinIntervalMs: 0 });
+    const first = await presence.heartbeat(id('3'));
+    const second = await presence.heartbeat(id('3'));
+    expect(second).toEqual(first);
+    expect(await counter('written')).toBe(1);
+    expect(await counter('skipped')).toBe(1);
+
+    await t.setLastHeartbeat('3', 6);
+    const [aged] = (await lastHeartbeats(['3'])).values();
+    const third = await presence.heartbeat(id('3'));
+    expect(third.lastSeen!.getTime()).toBeGreaterThan(aged!.getTime());
+    expect(await counter('written')).toBe(2);
+  });
+
+  it('in one batch, writes the users past the gap and skips only those within it', async () => {
+    await t.setLastHeartbeat('1', 2); // within a 5 s gap: skipped
+    await t.setLastHeartbeat('2', 60); // past it: written
+    const stored = await lastHeartbeats(['1', '2']);
+    t.statements.length = 0;
+    const presence = service({ minWriteGapSeconds: 5 });
+    const [one, two, three] = await Promise.all(['1', '2', '3'].map((u) => presence.heartbeat(id(u))));
+
+    expect(one!.lastSeen).toEqual(stored.get('1'));
+    expect(two!.lastSeen!.getTime()).toBeGreaterThan(stored.get('2')!.getTime() + 50_000);
+    expect(three!.online).toBe(true);
+    expect([one, two, three].every((s) => s!.online)).toBe(true);
+    expect(await counter('written')).toBe(2);
+    expect(await counter('skipped')).toBe(1);
+    expect(writes(t.statements)).toHaveLength(1);
+  });
+
+  it('with a gap of 0, writes every heartbeat', async () => {
+    const presence = service({ minWriteGapSeconds: 0, heartbeatMinIntervalMs: 0 });
+    const first = await presence.heartbeat(id('4'));
+    const second = await presence.heartbeat(id('4'));
+    expect(second.lastSeen!.getTime()).toBeGreaterThan(first.lastSeen!.getTime());
+    expect(await counter('written')).toBe(2);
+  });
+});
+
+describe('without batching (HEARTBEAT_BATCHING=off)', () => {
+  it('writes each heartbeat in a statement of its own', async () => {
+    const presence = service({ batching: null });
+    await Promise.all(ids(1, 5).map((u) => presence.heartbeat(u)));
+    expect(writes(t.statements)).toHaveLength(5);
+  });
+});
+
+describe('the write statement', () => {
+  it('keeps now() out of ON CONFLICT DO UPDATE, which Citus requires', async () => {
+    await service().heartbeat(id('1'));
+    const [statement] = writes(t.statements);
+    const onConflict = statement!.slice(statement!.search(/on conflict/i), statement!.search(/returning/i));
+    expect(onConflict).toMatch(/set last_hb = excluded\.last_hb/i);
+    expect(onConflict).not.toMatch(/now\(\)/i);
+  });
+});
