@@ -16,6 +16,7 @@ import { checkReadiness } from './db/readiness';
 import { createContext } from './graphql/context';
 import { createApolloServer } from './graphql/apollo';
 import { createRequestHandler } from './http/http-server';
+import { createRestRoutes } from './http/rest';
 import { toPulseError } from './errors';
 import { startScheduler, type Scheduler } from './jobs/scheduler';
 import { createMetrics, type Metrics } from './observability/metrics';
@@ -106,6 +107,7 @@ async function startOnDatabase(config: Config, logger: Logger, connection: Datab
       overloaded: () => connection.pool.waitingCount > config.database.poolMaxWaiting,
       draining: () => draining,
       metrics,
+      rest: createRestRoutes({ presence, tokens, statusesMaxIds: config.presence.statusesMaxIds, metrics }),
     }),
   );
 

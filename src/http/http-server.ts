@@ -12,6 +12,8 @@ import { HeaderMap } from '@apollo/server';
 import type { Logger } from '../logger';
 import type { Metrics } from '../observability/metrics';
 import type { PulseContext, RequestInfo } from '../graphql/context';
+import type { RestRoutes } from './rest';
+import { sendJson } from './send-json';
 
 export interface RequestHandlerOptions {
   apollo: ApolloServer<PulseContext>;
@@ -30,6 +32,8 @@ export interface RequestHandlerOptions {
   /** True once shutdown has begun: answer, but ask clients to reconnect elsewhere. */
   draining(): boolean;
   metrics: Pick<Metrics, 'registry'>;
+  /** The plain-HTTP endpoints (POST /pulse, GET /status/...). */
+  rest: RestRoutes;
 }
 
 /** Seconds a shed client is asked to wait before retrying. */
@@ -95,6 +99,8 @@ async function route(options: RequestHandlerOptions, info: RequestInfo, req: htt
       return sendJson(res, readiness.ready ? 200 : 503, readiness);
     }
     default:
+      if (options.overloaded() && isRestPath(url.pathname)) return shed(res);
+      if (await options.rest(req, res, url)) return;
       return sendJson(res, 404, { error: `Not found: ${req.method} ${url.pathname}` });
   }
 }
@@ -156,15 +162,13 @@ function readBody(req: http.IncomingMessage, limit: number): Promise<string> {
   });
 }
 
+function isRestPath(path: string): boolean {
+  return path === '/pulse' || path === '/heartbeat' || path.startsWith('/status/');
+}
+
 function shed(res: http.ServerResponse): void {
   res.setHeader('retry-after', String(RETRY_AFTER_SECONDS));
   sendJson(res, 503, {
     errors: [{ message: `Pulse is overloaded; retry after ${RETRY_AFTER_SECONDS} s`, extensions: { code: 'UNAVAILABLE' } }],
   });
-}
-
-export function sendJson(res: http.ServerResponse, status: number, value: unknown): void {
-  const body = JSON.stringify(value);
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) });
-  res.end(body);
 }

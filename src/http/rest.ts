@@ -1,0 +1,127 @@
+/**
+ * The plain-HTTP interface, for clients that only send heartbeats or read a few
+ * statuses and have no use for GraphQL:
+ *
+ *   POST /pulse, POST /heartbeat      heartbeat for the bearer token's user -> 204
+ *   GET  /status/profile?userId=1,2,3 statuses in input order -> 200 [...]
+ *   GET  /status/42                   one status -> 200 {...}
+ *
+ * Same services, limits, auth and error codes as GraphQL, without its parsing,
+ * validation and per-request loaders: a heartbeat here is a token check and a
+ * place in the next batch. Errors have the same shape as GraphQL's
+ * (`{ errors: [{ message, extensions: { code } }] }`) with the matching status.
+ */
+import type http from 'node:http';
+import type { TokenIssuer } from '../auth/tokens';
+import { InvalidInputError, toPulseError } from '../errors';
+import type { Metrics } from '../observability/metrics';
+import type { PresenceService } from '../presence/presence-service';
+import { parseUserId } from '../presence/user-id';
+import type { UserStatus } from '../presence/user-status';
+import { sendJson } from './send-json';
+
+export interface RestDependencies {
+  presence: PresenceService;
+  tokens: TokenIssuer;
+  /** Most ids one `GET /status/profile` may ask for. */
+  statusesMaxIds: number;
+  metrics?: Pick<Metrics, 'heartbeats' | 'requestDuration'>;
+}
+
+/** Answers a REST request; resolves false when the path is not a REST route. */
+export type RestRoutes = (req: http.IncomingMessage, res: http.ServerResponse, url: URL) => Promise<boolean>;
+
+const STATUS_CODES: Record<string, number> = { BAD_USER_INPUT: 400, UNAUTHENTICATED: 401, UNAVAILABLE: 503 };
+
+export function createRestRoutes(deps: RestDependencies): RestRoutes {
+  const { presence, tokens, metrics } = deps;
+
+  const heartbeat = async (req: http.IncomingMessage, res: http.ServerResponse) => {
+    let userId;
+    try {
+      userId = tokens.authenticate(req.headers.authorization);
+    } catch (error) {
+      metrics?.heartbeats.inc({ outcome: 'rejected' });
+      throw error;
+    }
+    metrics?.heartbeats.inc({ outcome: 'accepted' });
+    // The body carries nothing: the caller is the token's user. Drain it so the
+    // connection can be reused.
+    req.resume();
+    await presence.heartbeat(userId);
+    res.writeHead(204);
+    res.end();
+  };
+
+  const profile = async (url: URL, res: http.ServerResponse) => {
+    const given = url.searchParams.getAll('userId').flatMap((v) => v.split(','));
+    if (given.length === 0) throw new InvalidInputError('Missing userId: expected ?userId=1,2,3');
+    if (given.length > deps.statusesMaxIds) {
+      throw new InvalidInputError(`Too many ids: ${given.length} given, at most ${deps.statusesMaxIds} per request`);
+    }
+    const statuses = await presence.statuses(given.map(parseUserId));
+    sendJson(res, 200, statuses.map(toJson));
+  };
+
+  const one = async (rawId: string, res: http.ServerResponse) => {
+    const [status] = await presence.statuses([parseUserId(decodePathSegment(rawId))]);
+    sendJson(res, 200, toJson(status!));
+  };
+
+  return async (req, res, url) => {
+    const path = url.pathname;
+    let route: string;
+    let handle: () => Promise<void>;
+    if (path === '/pulse' || path === '/heartbeat') {
+      route = `POST ${path}`;
+      handle = () => heartbeat(req, res);
+      if (req.method !== 'POST') return methodNotAllowed(req, res, 'POST');
+    } else if (path === '/status/profile') {
+      route = 'GET /status/profile';
+      handle = () => profile(url, res);
+      if (req.method !== 'GET') return methodNotAllowed(req, res, 'GET');
+    } else if (path.startsWith('/status/') && path.indexOf('/', '/status/'.length) === -1) {
+      route = 'GET /status/:id';
+      handle = () => one(path.slice('/status/'.length), res);
+      if (req.method !== 'GET') return methodNotAllowed(req, res, 'GET');
+    } else {
+      return false;
+    }
+
+    const stop = metrics?.requestDuration.startTimer({ operation: `rest:${route}` });
+    try {
+      await handle();
+    } catch (error) {
+      const known = toPulseError(error);
+      if (!known) throw error;
+      if (known.code === 'UNAVAILABLE') res.setHeader('retry-after', '1');
+      sendJson(res, STATUS_CODES[known.code] ?? 500, { errors: [{ message: known.message, extensions: { code: known.code } }] });
+    } finally {
+      stop?.();
+    }
+    return true;
+  };
+}
+
+/** A status as JSON: the same fields and spelling as GraphQL's UserStatus. */
+function toJson(status: UserStatus): Record<string, unknown> {
+  return { userId: status.userId, online: status.online, lastSeen: status.lastSeen?.toISOString() ?? null };
+}
+
+// Private: a bad escape (`%zz`) is the caller's mistake, not a server error.
+function decodePathSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
+}
+
+function methodNotAllowed(req: http.IncomingMessage, res: http.ServerResponse, allowed: string): true {
+  req.resume();
+  res.setHeader('allow', allowed);
+  sendJson(res, 405, {
+    errors: [{ message: `Method ${req.method} not allowed here: use ${allowed}`, extensions: { code: 'METHOD_NOT_ALLOWED' } }],
+  });
+  return true;
+}
