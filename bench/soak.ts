@@ -11,18 +11,14 @@
  * heartbeat every 10 s), SOAK_READS_PER_SECOND (50, each `statuses` of 50 ids).
  * Loopback only; stops by itself.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import jwt from 'jsonwebtoken';
 import pg from 'pg';
-import { startEmbeddedPostgres, type EmbeddedPostgres } from '../src/db/embedded-postgres';
-import { silentLogger } from '../src/logger';
-import { freePort } from '../test/support/free-port';
+import { benchDatabase, freePort, log, ROOT, sleep, startServer, stopServer } from './support';
 
-const ROOT = path.resolve(__dirname, '..');
 const MINUTES = Number(process.env.SOAK_MINUTES ?? 10);
 const USERS = Number(process.env.SOAK_USERS ?? 20_000);
 const READS_PER_SECOND = Number(process.env.SOAK_READS_PER_SECOND ?? 50);
@@ -42,10 +38,12 @@ interface Minute {
 }
 
 async function main(): Promise<void> {
-  const { url, stopDatabase, databaseLabel } = await database();
+  const database = await benchDatabase('pulse_soak');
+  const { url } = database;
+  const databaseLabel = database.label;
   const port = await freePort();
   log(`database: ${databaseLabel}; starting Pulse on 127.0.0.1:${port}`);
-  const server = await startServer(url, port);
+  const server = await startServer({ DATABASE_URL: url, JWT_SECRET: SECRET }, port);
   const admin = new pg.Client({ connectionString: url });
   await admin.connect();
 
@@ -150,74 +148,8 @@ async function main(): Promise<void> {
   await admin.end();
   agent.destroy();
   await stopServer(server);
-  await stopDatabase();
+  await database.stop();
   report(minutes, databaseLabel);
-}
-
-async function database(): Promise<{ url: string; databaseLabel: string; stopDatabase: () => Promise<void> }> {
-  if (process.env.DATABASE_URL) {
-    const url = process.env.DATABASE_URL;
-    const name = `pulse_soak_${Date.now()}`;
-    const admin = new pg.Client({ connectionString: url });
-    await admin.connect();
-    await admin.query(`create database ${name}`);
-    await admin.end();
-    const soakUrl = new URL(url);
-    soakUrl.pathname = `/${name}`;
-    return {
-      url: soakUrl.toString(),
-      databaseLabel: `PostgreSQL at ${soakUrl.host}`,
-      stopDatabase: async () => {
-        const c = new pg.Client({ connectionString: url });
-        await c.connect();
-        await c.query(`drop database if exists ${name} with (force)`);
-        await c.end();
-      },
-    };
-  }
-  const folder = fs.mkdtempSync(path.join(os.tmpdir(), 'pulse-soak-'));
-  fs.chmodSync(folder, 0o755);
-  const embedded: EmbeddedPostgres = await startEmbeddedPostgres({ clusterDir: path.join(folder, 'postgres'), port: await freePort(), logger: silentLogger });
-  return {
-    url: embedded.url,
-    databaseLabel: 'embedded PostgreSQL 17',
-    stopDatabase: async () => {
-      await embedded.stop();
-      fs.rmSync(folder, { recursive: true, force: true });
-    },
-  };
-}
-
-function startServer(url: string, port: number): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-    cwd: ROOT,
-    env: { ...process.env, DATABASE_URL: url, PORT: String(port), HOST: '127.0.0.1', JWT_SECRET: SECRET, LOG_LEVEL: 'warn', NODE_ENV: 'production' },
-    stdio: ['ignore', 'inherit', 'pipe'],
-  });
-  return new Promise((resolve, reject) => {
-    child.stderr!.on('data', (chunk: Buffer) => process.stderr.write(chunk));
-    child.once('exit', (code) => reject(new Error(`Pulse exited with ${code}`)));
-    const poll = async () => {
-      for (let i = 0; i < 200; i++) {
-        try {
-          if ((await fetch(`http://127.0.0.1:${port}/readyz`)).ok) return resolve(child);
-        } catch {
-          /* not yet */
-        }
-        await sleep(100);
-      }
-      reject(new Error('Pulse did not become ready'));
-    };
-    void poll();
-  });
-}
-
-function stopServer(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    child.removeAllListeners('exit');
-    child.once('exit', () => resolve());
-    child.kill('SIGTERM');
-  });
 }
 
 async function tableStats(client: pg.Client) {
@@ -254,14 +186,6 @@ function p99(values: number[]): number {
   if (values.length === 0) return NaN;
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * 0.99))]!;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function log(message: string): void {
-  process.stdout.write(`${message}\n`);
 }
 
 main().catch((error: unknown) => {

@@ -21,7 +21,7 @@ import { toPulseError } from './errors';
 import { startScheduler, type Scheduler } from './jobs/scheduler';
 import { createMetrics, type Metrics } from './observability/metrics';
 import type { Logger } from './logger';
-import { PresenceService } from './presence/presence-service';
+import { PresenceService, type PresenceServiceOptions } from './presence/presence-service';
 
 export interface Pulse {
   /** Where GraphQL is served, e.g. http://localhost:4000/graphql. */
@@ -46,6 +46,11 @@ export class StartupError extends Error {
 export interface StartOptions {
   /** Called with every SQL statement sent (tests count them). */
   onStatement?: (sql: string) => void;
+  /**
+   * Builds the presence service; by default a {@link PresenceService}. The
+   * benchmark's TTL-store comparator swaps the heartbeat store this way.
+   */
+  createPresence?: (options: PresenceServiceOptions) => PresenceService;
 }
 
 export async function startPulse(config: Config, logger: Logger, options: StartOptions = {}): Promise<Pulse> {
@@ -59,14 +64,20 @@ export async function startPulse(config: Config, logger: Logger, options: StartO
   metrics.observePool(connection.pool);
   logger.info(`database: ${connection.description}`);
   try {
-    return await startOnDatabase(config, logger, connection, metrics);
+    return await startOnDatabase(config, logger, connection, metrics, options);
   } catch (error) {
     await connection.close().catch(() => {});
     throw error;
   }
 }
 
-async function startOnDatabase(config: Config, logger: Logger, connection: DatabaseConnection, metrics: Metrics): Promise<Pulse> {
+async function startOnDatabase(
+  config: Config,
+  logger: Logger,
+  connection: DatabaseConnection,
+  metrics: Metrics,
+  options: StartOptions,
+): Promise<Pulse> {
   const { db } = connection;
   await waitForDatabase(db, connection.description, config.database.startupAttempts, logger);
   if (config.database.migrateOnStart) {
@@ -76,7 +87,8 @@ async function startOnDatabase(config: Config, logger: Logger, connection: Datab
   }
 
   const tokens = createTokenIssuer(resolveJwtSecret(config, logger));
-  const presence = new PresenceService({
+  const createPresence = options.createPresence ?? ((o: PresenceServiceOptions) => new PresenceService(o));
+  const presence = createPresence({
     db,
     thresholdSeconds: config.presence.thresholdSeconds,
     heartbeatMinIntervalMs: config.presence.heartbeatMinIntervalMs,
