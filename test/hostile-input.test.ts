@@ -102,6 +102,19 @@ it('refuses variables of the wrong type as BAD_USER_INPUT', async () => {
   }
 });
 
+it('refuses nulls in an id list, as a variable or inline, and keeps serving', async () => {
+  for (const ids of [[null], ['1', null]]) {
+    const reply = await raw(json({ query: 'query ($ids: [ID!]!) { statuses(ids: $ids) { userId } }', variables: { ids } }));
+    expect(code(reply.body)).toBe('BAD_USER_INPUT');
+    expect(reply.body.errors[0].message).toMatch(/ids.*non-nullable|null/i);
+  }
+  const inline = await raw(json({ query: '{ statuses(ids: ["1", null]) { userId } }' }));
+  expect(inline.status).toBe(400);
+  expect(code(inline.body)).toBe('GRAPHQL_VALIDATION_FAILED');
+  const after = await raw(json({ query: '{ statuses(ids: ["1"]) { userId } }' }));
+  expect(after.body.data.statuses).toEqual([{ userId: '1' }]);
+});
+
 it('refuses 10,000 ids', async () => {
   const ids = Array.from({ length: 10_000 }, (_, i) => String(i + 1));
   const reply = await raw(json({ query: 'query ($ids: [ID!]!) { statuses(ids: $ids) { userId } }', variables: { ids } }));
