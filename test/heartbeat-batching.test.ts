@@ -157,6 +157,22 @@ describe('group commit', () => {
   });
 });
 
+describe('coming online', () => {
+  it('reports, from the write statement itself, exactly the users a batch brought online', async () => {
+    await t.setLastHeartbeat('1', 3600); // offline: comes online
+    await t.setLastHeartbeat('2', 10); // online already: no event
+    t.statements.length = 0;
+    const reported: string[][] = [];
+    const presence = service({ onCameOnline: (userIds) => reported.push([...userIds].sort()) });
+    await Promise.all(['1', '2', '3'].map((u) => presence.heartbeat(id(u)))); // 3: never seen
+    expect(reported).toEqual([['1', '3']]);
+    expect(t.statements).toHaveLength(1);
+
+    await Promise.all(['1', '3'].map((u) => presence.heartbeat(id(u))));
+    expect(reported).toHaveLength(1);
+  });
+});
+
 describe('the minimum write gap', () => {
   it('skips a user written less than the gap ago, answering with the stored time, and writes once the gap has passed', async () => {
     const presence = service({ minWriteGapSeconds: 5, heartbeatMinIntervalMs: 0 });

@@ -25,6 +25,11 @@ export interface PresenceServiceOptions {
    * statement, as soon as it arrives.
    */
   batching?: { windowMs: number; maxSize: number; maxInFlight: number } | null;
+  /**
+   * Told which users came online with a heartbeat (they were offline or never
+   * seen before it), after the write has committed: the source of live events.
+   */
+  onCameOnline?: (userIds: UserId[]) => void;
 }
 
 export class PresenceService {
@@ -34,6 +39,7 @@ export class PresenceService {
   readonly #minWriteGapSeconds: number;
   readonly #rateLimit: HeartbeatRateLimit<UserStatus>;
   readonly #batcher: HeartbeatBatcher<UserStatus> | null;
+  readonly #onCameOnline: ((userIds: UserId[]) => void) | undefined;
 
   constructor(options: PresenceServiceOptions) {
     this.#db = options.db;
@@ -41,6 +47,7 @@ export class PresenceService {
     this.#minWriteGapSeconds = options.minWriteGapSeconds ?? 0;
     this.#metrics = options.metrics;
     this.#rateLimit = new HeartbeatRateLimit(options.heartbeatMinIntervalMs ?? 0);
+    this.#onCameOnline = options.onCameOnline;
     this.#batcher = options.batching
       ? new HeartbeatBatcher({ ...options.batching, write: (ids) => this.#write(ids) })
       : null;
@@ -88,11 +95,14 @@ export class PresenceService {
       throw error;
     }
     const answers = new Map<UserId, UserStatus>();
+    const cameOnline: UserId[] = [];
     let written = 0;
     for (const row of rows) {
       if (row.written) written++;
+      if (row.written && !row.was_online) cameOnline.push(row.user_id as UserId);
       answers.set(row.user_id as UserId, statusFromRow(row.user_id as UserId, row));
     }
+    if (cameOnline.length > 0) this.#onCameOnline?.(cameOnline);
     this.#metrics?.heartbeats.inc({ outcome: 'written' }, written);
     this.#metrics?.heartbeats.inc({ outcome: 'skipped' }, rows.length - written);
     this.#metrics?.heartbeatBatchSize.observe(userIds.length);

@@ -30,6 +30,8 @@ const onlineExpression = (thresholdSeconds: number) =>
 export interface HeartbeatRow extends PulseRow {
   /** False when the row was written less than the minimum write gap ago and left alone. */
   written: boolean;
+  /** Whether the user was online just before this heartbeat (false: it brought them online). */
+  was_online: boolean;
 }
 
 /**
@@ -55,9 +57,10 @@ export async function recordHeartbeats(
   minWriteGapSeconds: number,
 ): Promise<HeartbeatRow[]> {
   if (userIds.length === 0) return [];
-  // The skipped rows' current values come from the pulse scan, which sees the
-  // table as it was when the statement started: a skipped row is one the upsert
-  // left alone, so that is its value now too.
+  // `before` reads the table as it was when the statement started (every part
+  // of one statement shares its snapshot): the previous heartbeat of a written
+  // row, and the current one of a skipped row, which the upsert left alone. It
+  // tells who came online with this heartbeat, with no second statement.
   const { rows } = await sql<HeartbeatRow>`
     with heartbeat as (
       insert into pulse (user_id, last_hb)
@@ -66,16 +69,15 @@ export async function recordHeartbeats(
       on conflict (user_id) do update set last_hb = excluded.last_hb
       where excluded.last_hb - pulse.last_hb >= make_interval(secs => ${minWriteGapSeconds})
       returning user_id, last_hb
+    ), before as (
+      select user_id, last_hb from pulse where user_id = any(${sql.val(userIds)}::bigint[])
     )
-    select user_id::text as user_id, last_hb, true as written,
-           last_hb >= now() - make_interval(secs => ${thresholdSeconds}) as online
-    from heartbeat
-    union all
-    select user_id::text, last_hb, false,
-           last_hb >= now() - make_interval(secs => ${thresholdSeconds})
-    from pulse
-    where user_id = any(${sql.val(userIds)}::bigint[])
-      and user_id not in (select user_id from heartbeat)
+    select coalesce(h.user_id, b.user_id)::text as user_id,
+           coalesce(h.last_hb, b.last_hb) as last_hb,
+           h.user_id is not null as written,
+           coalesce(h.last_hb, b.last_hb) >= now() - make_interval(secs => ${thresholdSeconds}) as online,
+           coalesce(b.last_hb >= now() - make_interval(secs => ${thresholdSeconds}), false) as was_online
+    from heartbeat h full join before b on b.user_id = h.user_id
   `.execute(db);
   return rows;
 }
