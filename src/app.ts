@@ -15,6 +15,7 @@ import { migrateToLatest } from './db/migrator';
 import { checkReadiness } from './db/readiness';
 import { createContext } from './graphql/context';
 import { createApolloServer } from './graphql/apollo';
+import { createSchema } from './graphql/schema';
 import { createRequestHandler } from './http/http-server';
 import { createRestRoutes } from './http/rest';
 import { toPulseError } from './errors';
@@ -99,10 +100,11 @@ async function startOnDatabase(
 
   let draining = false;
   const httpServer = http.createServer();
+  const schema = createSchema({ presence, statusesMaxIds: config.presence.statusesMaxIds, metrics });
   const apollo = createApolloServer({
+    schema,
     httpServer,
     logger,
-    presence,
     statusesMaxIds: config.presence.statusesMaxIds,
     production: config.production,
     metrics,

@@ -1,26 +1,21 @@
 /**
- * The Apollo Server: schema.graphql plus the resolvers, with Pulse's error policy.
+ * The Apollo Server: Pulse's schema over HTTP, with its limits and error policy.
  */
-import fs from 'node:fs';
-import path from 'node:path';
 import type http from 'node:http';
+import type { GraphQLSchema } from 'graphql';
 import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
-import { ApolloArmor } from '@escape.tech/graphql-armor';
 import type { Logger } from '../logger';
 import type { Metrics } from '../observability/metrics';
 import type { PulseContext } from './context';
 import { errorLoggingPlugin, formatError } from './errors';
-import { createResolvers, type ResolverDependencies } from './resolvers';
+import { maxTokens, queryLimits } from './limits';
 
-/** The contract, read from the top-level schema.graphql: the file is the schema. */
-export const SCHEMA_FILE = path.resolve(__dirname, '..', '..', 'schema.graphql');
-
-export function loadTypeDefs(): string {
-  return fs.readFileSync(SCHEMA_FILE, 'utf8');
-}
-
-export interface ApolloOptions extends ResolverDependencies {
+export interface ApolloOptions {
+  /** The executable schema (see createSchema), shared with the event stream. */
+  schema: GraphQLSchema;
+  /** Most ids one `statuses` call may ask for (sizes the parser's token limit). */
+  statusesMaxIds: number;
   httpServer: http.Server;
   logger: Logger;
   /** Production hides the schema (no introspection). */
@@ -54,36 +49,10 @@ function latencyPlugin(metrics: Pick<Metrics, 'requestDuration'>): ApolloServerP
   };
 }
 
-/**
- * Limits on what one document may ask, checked before anything executes. Pulse's
- * own queries are shallow (depth 4 at most) and few-aliased; a frontend that needs
- * many users asks `statuses(ids:)` rather than aliasing `status` a hundred times.
- */
-function armor() {
-  return new ApolloArmor({
-    maxDepth: { n: 8, ignoreIntrospection: false, flattenFragments: true },
-    maxAliases: { n: 30 },
-    maxDirectives: { n: 10 },
-    // graphql-armor's token plugin answers a plain syntax error with a 500; the
-    // parser's own limit (parseOptions below) reports both as GRAPHQL_PARSE_FAILED.
-    maxTokens: { enabled: false },
-    costLimit: { maxCost: 5000 },
-    // "Did you mean ...?" hints would map the schema for someone who cannot
-    // introspect it.
-    blockFieldSuggestion: { enabled: true },
-  }).protect();
-}
-
-/** Room for a `statuses` call that spells out its maximum number of ids inline. */
-function maxTokens(statusesMaxIds: number): number {
-  return Math.max(2000, statusesMaxIds * 2 + 500);
-}
-
 export function createApolloServer(options: ApolloOptions): ApolloServer<PulseContext> {
-  const protection = armor();
+  const protection = queryLimits();
   return new ApolloServer<PulseContext>({
-    typeDefs: loadTypeDefs(),
-    resolvers: createResolvers(options),
+    schema: options.schema,
     formatError,
     includeStacktraceInErrorResponses: false,
     validationRules: protection.validationRules,

@@ -30,6 +30,8 @@ export interface PresenceServiceOptions {
    * seen before it), after the write has committed: the source of live events.
    */
   onCameOnline?: (userIds: UserId[]) => void;
+  /** A LISTEN/NOTIFY channel the heartbeat statement itself notifies of users who came online. */
+  notifyChannel?: string | null;
 }
 
 export class PresenceService {
@@ -40,6 +42,7 @@ export class PresenceService {
   readonly #rateLimit: HeartbeatRateLimit<UserStatus>;
   readonly #batcher: HeartbeatBatcher<UserStatus> | null;
   readonly #onCameOnline: ((userIds: UserId[]) => void) | undefined;
+  readonly #notifyChannel: string | null;
 
   constructor(options: PresenceServiceOptions) {
     this.#db = options.db;
@@ -48,6 +51,7 @@ export class PresenceService {
     this.#metrics = options.metrics;
     this.#rateLimit = new HeartbeatRateLimit(options.heartbeatMinIntervalMs ?? 0);
     this.#onCameOnline = options.onCameOnline;
+    this.#notifyChannel = options.notifyChannel ?? null;
     this.#batcher = options.batching
       ? new HeartbeatBatcher({ ...options.batching, write: (ids) => this.#write(ids) })
       : null;
@@ -89,7 +93,13 @@ export class PresenceService {
   async #write(userIds: readonly UserId[]): Promise<Map<UserId, UserStatus>> {
     let rows;
     try {
-      rows = await recordHeartbeats(this.#db, sortUserIds(userIds), this.#thresholdSeconds, this.#minWriteGapSeconds);
+      rows = await recordHeartbeats(
+        this.#db,
+        sortUserIds(userIds),
+        this.#thresholdSeconds,
+        this.#minWriteGapSeconds,
+        this.#notifyChannel,
+      );
     } catch (error) {
       this.#metrics?.heartbeats.inc({ outcome: 'failed' }, userIds.length);
       throw error;

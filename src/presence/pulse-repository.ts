@@ -55,8 +55,23 @@ export async function recordHeartbeats(
   userIds: readonly UserId[],
   thresholdSeconds: number,
   minWriteGapSeconds: number,
+  notifyChannel: string | null = null,
 ): Promise<HeartbeatRow[]> {
   if (userIds.length === 0) return [];
+  const threshold = sql`make_interval(secs => ${thresholdSeconds})`;
+  // With a channel, the statement also NOTIFYs the users it brought online, 300
+  // ids per message (a NOTIFY payload must stay under 8000 bytes). NOTIFY is
+  // delivered at commit, so listeners never hear of a write that rolled back.
+  const notify = notifyChannel
+    ? sql`, came_online as (
+        select h.user_id, row_number() over (order by h.user_id) as n
+        from heartbeat h left join before b on b.user_id = h.user_id
+        where b.last_hb is null or b.last_hb < now() - ${threshold}
+      ), notified as (
+        select pg_notify(${notifyChannel}, string_agg(user_id::text, ',')) from came_online group by (n - 1) / 300
+      )`
+    : sql``;
+  const notifications = notifyChannel ? sql`, (select count(*) from notified) as notifications` : sql``;
   // `before` reads the table as it was when the statement started (every part
   // of one statement shares its snapshot): the previous heartbeat of a written
   // row, and the current one of a skipped row, which the upsert left alone. It
@@ -71,12 +86,12 @@ export async function recordHeartbeats(
       returning user_id, last_hb
     ), before as (
       select user_id, last_hb from pulse where user_id = any(${sql.val(userIds)}::bigint[])
-    )
+    )${notify}
     select coalesce(h.user_id, b.user_id)::text as user_id,
            coalesce(h.last_hb, b.last_hb) as last_hb,
            h.user_id is not null as written,
-           coalesce(h.last_hb, b.last_hb) >= now() - make_interval(secs => ${thresholdSeconds}) as online,
-           coalesce(b.last_hb >= now() - make_interval(secs => ${thresholdSeconds}), false) as was_online
+           coalesce(h.last_hb, b.last_hb) >= now() - ${threshold} as online,
+           coalesce(b.last_hb >= now() - ${threshold}, false) as was_online${notifications}
     from heartbeat h full join before b on b.user_id = h.user_id
   `.execute(db);
   return rows;
@@ -102,6 +117,27 @@ export async function findPulses(db: Database, userIds: readonly UserId[], thres
     .select(['user_id', 'last_hb', onlineExpression(thresholdSeconds)])
     .where('user_id', '=', sql<string>`any(${sql.val(userIds)}::bigint[])`)
     .execute();
+}
+
+/**
+ * For each of `userIds` who is online now, how many milliseconds until they go
+ * offline if no heartbeat arrives (by the database clock, so a skewed API clock
+ * only shifts when the check runs, not its verdict). Users offline or never
+ * seen are left out.
+ */
+export async function findTimesUntilOffline(
+  db: Database,
+  userIds: readonly UserId[],
+  thresholdSeconds: number,
+): Promise<Array<{ user_id: string; ms_left: number }>> {
+  if (userIds.length === 0) return [];
+  const { rows } = await sql<{ user_id: string; ms_left: string }>`
+    select user_id::text as user_id,
+           extract(epoch from last_hb + make_interval(secs => ${thresholdSeconds}) - now()) * 1000 as ms_left
+    from pulse
+    where user_id = any(${sql.val(userIds)}::bigint[]) and last_hb >= now() - make_interval(secs => ${thresholdSeconds})
+  `.execute(db);
+  return rows.map((r) => ({ user_id: r.user_id, ms_left: Number(r.ms_left) }));
 }
 
 /** One step of a walk over the pulse table in primary-key order. */

@@ -1,0 +1,242 @@
+/**
+ * Live presence: the statuses a subscriber watches, pushed when they change.
+ *
+ * Three things make a watched status change, and each has one source here:
+ *  - coming online: a heartbeat statement reports it, and the bus carries the ids
+ *    to every process;
+ *  - manual status and privacy changes: published on the bus by whoever made them;
+ *  - going offline: nothing happens at all (no heartbeat), so this process keeps,
+ *    for every watched user who is online, the moment they would go offline, and
+ *    re-reads them then. The cost follows the watched users, never the size of
+ *    the pulse table, and needs no index on last_hb. Every process that watches a
+ *    user keeps its own deadline, so the user goes offline for its subscribers
+ *    even if the process that took their last heartbeat has died.
+ *
+ * Changes are coalesced for a few milliseconds and then re-read in one statement
+ * per viewer, through the same read (and privacy rules) as queries; a subscriber
+ * is sent only what changed in what its viewer may see.
+ */
+import type { Logger } from '../logger';
+import type { UserId } from '../presence/user-id';
+import type { UserStatus } from '../presence/user-status';
+import { EventQueue } from './event-queue';
+import type { PresenceBus } from './presence-bus';
+
+/** Who is looking: a user id, or null for an anonymous viewer. */
+export type Viewer = UserId | null;
+
+export interface LivePresenceOptions {
+  bus: PresenceBus;
+  /** Statuses of `userIds` as `viewer` may see them, in order, in one statement. */
+  readStatuses(userIds: readonly UserId[], viewer: Viewer): Promise<UserStatus[]>;
+  /** For each watched user online now: milliseconds until they would go offline. */
+  readTimesUntilOffline(userIds: readonly UserId[]): Promise<Array<{ user_id: string; ms_left: number }>>;
+  logger: Logger;
+  /** How long changes are gathered before they are re-read together. */
+  coalesceMs?: number;
+  /** How often due offline deadlines are checked. */
+  tickMs?: number;
+}
+
+interface Watcher {
+  viewer: Viewer;
+  userIds: ReadonlySet<UserId>;
+  /** What this subscriber was last sent, per user, as a comparable key. */
+  sent: Map<UserId, string>;
+  queue: EventQueue<UserStatus>;
+}
+
+export class LivePresence {
+  readonly #options: LivePresenceOptions;
+  readonly #coalesceMs: number;
+  readonly #watchers = new Map<UserId, Set<Watcher>>();
+  readonly #dirty = new Set<UserId>();
+  #flushTimer: NodeJS.Timeout | null = null;
+  #flushing: Promise<void> = Promise.resolve();
+  /** Offline deadlines by second, and each user's second: a timer wheel. */
+  readonly #deadlines = new Map<number, Set<UserId>>();
+  readonly #deadlineOf = new Map<UserId, number>();
+  readonly #ticker: NodeJS.Timeout;
+  #subscriptions = 0;
+
+  constructor(options: LivePresenceOptions) {
+    this.#options = options;
+    this.#coalesceMs = options.coalesceMs ?? 20;
+    options.bus.listen(
+      (userIds) => this.changed(userIds),
+      () => this.changed([...this.#watchers.keys()]),
+    );
+    this.#ticker = setInterval(() => this.#tick(), options.tickMs ?? 250);
+    this.#ticker.unref();
+  }
+
+  /** Open subscriptions, and distinct users watched by them (for metrics and tests). */
+  get size(): { subscriptions: number; watchedUsers: number; deadlines: number } {
+    return { subscriptions: this.#subscriptions, watchedUsers: this.#watchers.size, deadlines: this.#deadlineOf.size };
+  }
+
+  /**
+   * Streams the statuses of `userIds` as `viewer` may see them: first the current
+   * status of each, then every change. Ending the iterator (the client leaves)
+   * frees everything kept for it.
+   */
+  async watch(userIds: readonly UserId[], viewer: Viewer): Promise<AsyncIterableIterator<UserStatus>> {
+    const ids = new Set(userIds);
+    const watcher: Watcher = {
+      viewer,
+      userIds: ids,
+      sent: new Map(),
+      queue: new EventQueue<UserStatus>((status) => status.userId, () => this.#unwatch(watcher)),
+    };
+    const newlyWatched = [...ids].filter((id) => !this.#watchers.has(id));
+    for (const id of ids) {
+      let set = this.#watchers.get(id);
+      if (!set) this.#watchers.set(id, (set = new Set()));
+      set.add(watcher);
+    }
+    this.#subscriptions++;
+    try {
+      await this.#schedule(newlyWatched);
+      const statuses = await this.#options.readStatuses([...ids], viewer);
+      for (const status of statuses) this.#send(watcher, status);
+    } catch (error) {
+      await watcher.queue.return();
+      throw error;
+    }
+    return watcher.queue;
+  }
+
+  /** These users' presence may have changed: re-read them for their watchers soon. */
+  changed(userIds: readonly UserId[]): void {
+    for (const id of userIds) if (this.#watchers.has(id)) this.#dirty.add(id);
+    if (this.#dirty.size > 0 && !this.#flushTimer) {
+      this.#flushTimer = setTimeout(() => {
+        this.#flushTimer = null;
+        this.#flushing = this.#flushing.then(() => this.#flush());
+      }, this.#coalesceMs);
+    }
+  }
+
+  /** Ends every subscription and stops the timers. */
+  async stop(): Promise<void> {
+    clearInterval(this.#ticker);
+    if (this.#flushTimer) clearTimeout(this.#flushTimer);
+    const watchers = new Set([...this.#watchers.values()].flatMap((set) => [...set]));
+    await Promise.all([...watchers].map((w) => w.queue.return()));
+    await this.#flushing;
+  }
+
+  // Private: one statement for the deadlines of all changed users, then one
+  // status read per viewer among their watchers.
+  async #flush(): Promise<void> {
+    const ids = [...this.#dirty].filter((id) => this.#watchers.has(id));
+    this.#dirty.clear();
+    if (ids.length === 0) return;
+    try {
+      await this.#schedule(ids);
+      const byViewer = new Map<Viewer, { watchers: Set<Watcher>; ids: Set<UserId> }>();
+      for (const id of ids) {
+        for (const watcher of this.#watchers.get(id) ?? []) {
+          let group = byViewer.get(watcher.viewer);
+          if (!group) byViewer.set(watcher.viewer, (group = { watchers: new Set(), ids: new Set() }));
+          group.watchers.add(watcher);
+          group.ids.add(id);
+        }
+      }
+      await Promise.all(
+        [...byViewer].map(async ([viewer, group]) => {
+          const statuses = await this.#options.readStatuses([...group.ids], viewer);
+          for (const watcher of group.watchers) {
+            for (const status of statuses) if (watcher.userIds.has(status.userId)) this.#send(watcher, status);
+          }
+        }),
+      );
+    } catch (error) {
+      // The database is away: try these users again on the next tick rather
+      // than leave their subscribers with a stale dot.
+      this.#options.logger.warn('live presence: re-reading changed users failed; retrying', { error: (error as Error).message });
+      for (const id of ids) this.#setDeadline(id, Date.now() + 1000);
+    }
+  }
+
+  // Private: reads when each of `ids` would go offline and files the deadlines.
+  async #schedule(ids: readonly UserId[]): Promise<void> {
+    if (ids.length === 0) return;
+    const online = await this.#options.readTimesUntilOffline(ids);
+    const now = Date.now();
+    const left = new Map(online.map((row) => [row.user_id, row.ms_left]));
+    for (const id of ids) {
+      const ms = left.get(id);
+      if (ms === undefined) this.#clearDeadline(id);
+      // A little past the threshold, so the re-read finds them offline by the
+      // database's clock too.
+      else this.#setDeadline(id, now + Math.max(0, ms) + 250);
+    }
+  }
+
+  #setDeadline(id: UserId, at: number): void {
+    this.#clearDeadline(id);
+    const second = Math.ceil(at / 1000);
+    let bucket = this.#deadlines.get(second);
+    if (!bucket) this.#deadlines.set(second, (bucket = new Set()));
+    bucket.add(id);
+    this.#deadlineOf.set(id, second);
+  }
+
+  #clearDeadline(id: UserId): void {
+    const second = this.#deadlineOf.get(id);
+    if (second === undefined) return;
+    this.#deadlineOf.delete(id);
+    const bucket = this.#deadlines.get(second);
+    bucket?.delete(id);
+    if (bucket?.size === 0) this.#deadlines.delete(second);
+  }
+
+  // Private: due deadlines become changes; the re-read then either sends the
+  // offline status or, if a heartbeat arrived meanwhile, files a later deadline.
+  #tick(): void {
+    const now = Math.floor(Date.now() / 1000);
+    const due: UserId[] = [];
+    for (const [second, bucket] of this.#deadlines) {
+      if (second > now) continue;
+      this.#deadlines.delete(second);
+      for (const id of bucket) {
+        this.#deadlineOf.delete(id);
+        due.push(id);
+      }
+    }
+    if (due.length > 0) this.changed(due);
+  }
+
+  #send(watcher: Watcher, status: UserStatus): void {
+    const key = visibleKey(status);
+    if (watcher.sent.get(status.userId) === key) return;
+    watcher.sent.set(status.userId, key);
+    watcher.queue.push(status);
+  }
+
+  #unwatch(watcher: Watcher): void {
+    this.#subscriptions--;
+    for (const id of watcher.userIds) {
+      const set = this.#watchers.get(id);
+      set?.delete(watcher);
+      if (set?.size === 0) {
+        this.#watchers.delete(id);
+        this.#clearDeadline(id);
+      }
+    }
+  }
+}
+
+// Private: what a change is, to a subscriber. While a user is online their
+// lastSeen moves with every heartbeat, which is not news; when they go offline,
+// when they were last seen is.
+function visibleKey(status: UserStatus): string {
+  const extra = status as UserStatus & { state?: string; statusText?: string | null };
+  return JSON.stringify([
+    status.online,
+    extra.state ?? null,
+    extra.statusText ?? null,
+    status.online ? null : (status.lastSeen?.getTime() ?? null),
+  ]);
+}
