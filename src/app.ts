@@ -17,7 +17,11 @@ import { createContext } from './graphql/context';
 import { createApolloServer } from './graphql/apollo';
 import { createSchema } from './graphql/schema';
 import { createRequestHandler } from './http/http-server';
+import { createPresenceStream } from './http/presence-stream';
 import { createRestRoutes } from './http/rest';
+import { LivePresence } from './live/live-presence';
+import { createPostgresBus } from './live/postgres-bus';
+import { createRedisBus } from './live/redis-bus';
 import { toPulseError } from './errors';
 import { startScheduler, type Scheduler } from './jobs/scheduler';
 import { createMetrics, type Metrics } from './observability/metrics';
@@ -32,6 +36,8 @@ export interface Pulse {
   readonly tokens: TokenIssuer;
   readonly scheduler: Scheduler;
   readonly metrics: Metrics;
+  /** Live presence: open subscriptions and what they watch. */
+  readonly live: LivePresence;
   /** Stops in reverse order of start: HTTP (draining requests), then the database. */
   stop(): Promise<void>;
 }
@@ -88,6 +94,10 @@ async function startOnDatabase(
   }
 
   const tokens = createTokenIssuer(resolveJwtSecret(config, logger));
+  const bus = config.events.redisUrl
+    ? createRedisBus({ url: config.events.redisUrl, logger })
+    : createPostgresBus({ url: connection.url, db, logger });
+  logger.info(`presence events: ${bus.description}`);
   const createPresence = options.createPresence ?? ((o: PresenceServiceOptions) => new PresenceService(o));
   const presence = createPresence({
     db,
@@ -96,11 +106,25 @@ async function startOnDatabase(
     minWriteGapSeconds: config.presence.minWriteGapSeconds,
     batching: config.heartbeatBatching.enabled ? config.heartbeatBatching : null,
     metrics,
+    // PostgreSQL's bus is told by the heartbeat statement itself; another bus
+    // is told once the statement has committed.
+    notifyChannel: bus.notifyChannel,
+    onCameOnline: bus.notifyChannel
+      ? undefined
+      : (userIds) => {
+          bus.publish(userIds).catch((error: unknown) => logger.warn('presence events: publish failed', { error: (error as Error).message }));
+        },
+  });
+  const live = new LivePresence({
+    bus,
+    logger,
+    readStatuses: (userIds) => presence.statuses(userIds),
+    readTimesUntilOffline: (userIds) => presence.timesUntilOffline(userIds),
   });
 
   let draining = false;
   const httpServer = http.createServer();
-  const schema = createSchema({ presence, statusesMaxIds: config.presence.statusesMaxIds, metrics });
+  const schema = createSchema({ presence, live, statusesMaxIds: config.presence.statusesMaxIds, metrics });
   const apollo = createApolloServer({
     schema,
     httpServer,
@@ -122,6 +146,11 @@ async function startOnDatabase(
       draining: () => draining,
       metrics,
       rest: createRestRoutes({ presence, tokens, statusesMaxIds: config.presence.statusesMaxIds, metrics }),
+      stream: createPresenceStream({
+        schema,
+        contextFor: (request) => createContext({ presence, tokens }, request),
+        statusesMaxIds: config.presence.statusesMaxIds,
+      }),
     }),
   );
 
@@ -150,6 +179,7 @@ async function startOnDatabase(
     tokens,
     scheduler,
     metrics,
+    live,
     stop() {
       stopping ??= (async () => {
         draining = true;
@@ -157,6 +187,9 @@ async function startOnDatabase(
           logger.info(`shutdown: serving with Connection: close for ${config.http.shutdownDrainMs} ms`);
           await new Promise((resolve) => setTimeout(resolve, config.http.shutdownDrainMs));
         }
+        // Open event streams would hold the listener open: end them first.
+        logger.info('shutdown: ending event streams');
+        await live.stop();
         // In-flight heartbeat requests wait for their batch: write the buffer now
         // rather than let them wait out the window, then once more for whatever
         // arrived on keep-alive connections while the listener was closing.
@@ -167,7 +200,8 @@ async function startOnDatabase(
         await presence.flush();
         logger.info('shutdown: stopping scheduled jobs');
         await scheduler.stop();
-        logger.info('shutdown: closing the database');
+        logger.info('shutdown: closing the presence bus and the database');
+        await bus.close();
         await connection.close();
         logger.info('shutdown: done');
       })();

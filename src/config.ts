@@ -58,6 +58,10 @@ export interface Config {
     /** Batch statements allowed in flight at once; heartbeats queue behind them. */
     readonly maxInFlight: number;
   };
+  readonly events: {
+    /** Redis for the presence bus (pub/sub); null: PostgreSQL LISTEN/NOTIFY. */
+    readonly redisUrl: string | null;
+  };
   readonly auth: {
     /** Unset outside production: a development secret is kept in `dataDir`. */
     readonly jwtSecret: string | null;
@@ -161,6 +165,14 @@ const duration = z
   .transform((v) => Number(v.slice(0, -1)) * DURATION_UNITS[v.slice(-1)]!)
   .pipe(z.number().positive({ message: 'expected a duration above zero' }));
 
+const eventsEnv = z.object({
+  REDIS_URL: z
+    .string()
+    .trim()
+    .refine((v) => /^rediss?:\/\//.test(v), { message: 'expected a redis:// or rediss:// URL' })
+    .optional(),
+});
+
 const jobsEnv = z.object({
   RETENTION_CRON: z
     .string()
@@ -207,6 +219,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: { forS
   const presence = parse(presenceEnv);
   const auth = parse(authEnv);
   const jobs = parse(jobsEnv);
+  const events = parse(eventsEnv);
 
   const production = (server?.NODE_ENV ?? values.NODE_ENV) === 'production';
   // Only the server signs and verifies tokens; DBA tools run without the secret.
@@ -224,7 +237,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: { forS
     );
   }
 
-  if (problems.length > 0 || !server || !database || !presence || !auth || !jobs) {
+  if (problems.length > 0 || !server || !database || !presence || !auth || !jobs || !events) {
     throw new ConfigError(problems);
   }
 
@@ -259,6 +272,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: { forS
       maxSize: presence.HEARTBEAT_BATCH_MAX,
       maxInFlight: presence.HEARTBEAT_BATCH_MAX_IN_FLIGHT,
     },
+    events: { redisUrl: events.REDIS_URL ?? null },
     auth: { jwtSecret: auth.JWT_SECRET ?? null },
     retention: {
       cron: jobs.RETENTION_CRON ?? null,

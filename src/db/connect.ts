@@ -16,6 +16,8 @@ export interface DatabaseConnection {
   pool: pg.Pool;
   /** For logs: the redacted URL, or "embedded PostgreSQL (...)". */
   description: string;
+  /** The connection string, for sessions outside the pool (LISTEN). */
+  url: string;
   /** Ends the pool, then stops the embedded server if this process started it. */
   close(): Promise<void>;
 }
@@ -36,7 +38,7 @@ export async function connectDatabase(
   if (config.database.url) {
     const pool = createPool({ url: config.database.url, ...poolOptions });
     const db = createDatabase({ url: config.database.url, ...poolOptions, pool });
-    return { db, pool, description: redactUrl(config.database.url), close: () => db.destroy() };
+    return { db, pool, url: config.database.url, description: redactUrl(config.database.url), close: () => db.destroy() };
   }
 
   const clusterDir = path.join(config.dataDir, 'postgres');
@@ -46,6 +48,7 @@ export async function connectDatabase(
   return {
     db,
     pool,
+    url: embedded.url,
     description: `embedded PostgreSQL (${redactUrl(embedded.url)}, data in ${clusterDir})`,
     close: async () => {
       await db.destroy();

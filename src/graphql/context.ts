@@ -19,6 +19,11 @@ export interface PulseContext {
   readonly logger: Logger;
   /** The caller's user id; throws AuthenticationError without a valid token. */
   authenticate(): UserId;
+  /**
+   * Who is looking: the caller's user id, or null without an Authorization
+   * header. A header with a bad token is an error, not an anonymous viewer.
+   */
+  viewer(): UserId | null;
   readonly loaders: {
     readonly status: DataLoader<UserId, UserStatus>;
   };
@@ -52,6 +57,9 @@ export function createContext(deps: ContextDependencies, request: RequestInfo): 
       }
       if ('error' in caller) throw caller.error;
       return caller.userId;
+    },
+    viewer() {
+      return authorization ? this.authenticate() : null;
     },
     loaders: { status: deps.presence.createStatusLoader() },
   };

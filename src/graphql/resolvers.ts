@@ -6,6 +6,7 @@
  */
 import { InvalidInputError } from '../errors';
 import type { Metrics } from '../observability/metrics';
+import type { LivePresence } from '../live/live-presence';
 import type { PresenceService } from '../presence/presence-service';
 import { parseUserId } from '../presence/user-id';
 import type { UserStatus } from '../presence/user-status';
@@ -15,6 +16,8 @@ import { toGraphQLError } from './errors';
 
 export interface ResolverDependencies {
   presence: PresenceService;
+  /** Live statuses for subscriptions; absent, subscriptions are refused. */
+  live?: LivePresence;
   /** Most ids one `statuses` call may ask for. */
   statusesMaxIds: number;
   metrics?: Pick<Metrics, 'heartbeats'>;
@@ -30,14 +33,21 @@ export function createResolvers(deps: ResolverDependencies) {
       }),
 
       statuses: guard((_: unknown, args: { ids: string[] }, ctx: PulseContext): Promise<UserStatus[]> => {
-        if (args.ids.length > deps.statusesMaxIds) {
-          throw new InvalidInputError(
-            `Too many ids: ${args.ids.length} given, at most ${deps.statusesMaxIds} per request`,
-          );
-        }
-        const ids = args.ids.map(parseUserId);
+        const ids = parseUserIds(args.ids, deps.statusesMaxIds);
         return Promise.all(ids.map((id) => ctx.loaders.status.load(id)));
       }),
+    },
+
+    Subscription: {
+      presenceChanged: {
+        subscribe: guard(async (_: unknown, args: { ids?: string[] | null }, ctx: PulseContext) => {
+          if (!deps.live) throw new InvalidInputError('Live presence is not available on this server');
+          if (!args.ids) throw new InvalidInputError('Missing ids: name the users to watch, e.g. presenceChanged(ids: ["42"])');
+          const ids = parseUserIds(args.ids, deps.statusesMaxIds);
+          return deps.live.watch(ids, ctx.viewer());
+        }),
+        resolve: (status: UserStatus) => status,
+      },
     },
 
     Mutation: {
@@ -57,6 +67,12 @@ export function createResolvers(deps: ResolverDependencies) {
       }),
     },
   };
+}
+
+// Private: a list of ids as the caller sent it, each checked, at most `max` of them.
+function parseUserIds(given: readonly string[], max: number) {
+  if (given.length > max) throw new InvalidInputError(`Too many ids: ${given.length} given, at most ${max} per request`);
+  return given.map(parseUserId);
 }
 
 // Private: every resolver's errors go through toGraphQLError, sync or async.

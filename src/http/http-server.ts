@@ -12,6 +12,7 @@ import { HeaderMap } from '@apollo/server';
 import type { Logger } from '../logger';
 import type { Metrics } from '../observability/metrics';
 import type { PulseContext, RequestInfo } from '../graphql/context';
+import type { PresenceStream } from './presence-stream';
 import type { RestRoutes } from './rest';
 import { sendJson } from './send-json';
 
@@ -34,6 +35,8 @@ export interface RequestHandlerOptions {
   metrics: Pick<Metrics, 'registry'>;
   /** The plain-HTTP endpoints (POST /pulse, GET /status/...). */
   rest: RestRoutes;
+  /** GraphQL subscriptions over Server-Sent Events, at /graphql/stream. */
+  stream: PresenceStream;
 }
 
 /** Seconds a shed client is asked to wait before retrying. */
@@ -83,6 +86,11 @@ async function route(options: RequestHandlerOptions, info: RequestInfo, req: htt
     case '/graphql':
       if (options.overloaded()) return shed(res);
       return graphql(options, info, req, res, url);
+    case '/graphql/stream': {
+      if (options.overloaded()) return shed(res);
+      const body = await readBody(req, options.bodyLimitBytes);
+      return options.stream(req, res, info, body);
+    }
     case '/healthz':
       // Liveness: the process answers. Deliberately no database check, so a
       // database outage does not make an orchestrator restart every instance.

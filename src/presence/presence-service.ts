@@ -7,7 +7,7 @@ import type { Database } from '../db/database';
 import type { Metrics } from '../observability/metrics';
 import { HeartbeatBatcher } from './heartbeat-batcher';
 import { HeartbeatRateLimit } from './heartbeat-rate-limit';
-import { findPulses, recordHeartbeats, sortUserIds } from './pulse-repository';
+import { findPulses, findTimesUntilOffline, recordHeartbeats, sortUserIds } from './pulse-repository';
 import { neverSeen, statusFromRow, type UserStatus } from './user-status';
 import type { UserId } from './user-id';
 
@@ -137,6 +137,14 @@ export class PresenceService {
       const row = byId.get(id);
       return row ? statusFromRow(id, row) : neverSeen(id);
     });
+  }
+
+  /**
+   * For each of `userIds` online now, milliseconds until they would go offline
+   * without another heartbeat, in one statement (live presence's offline timers).
+   */
+  timesUntilOffline(userIds: readonly UserId[]): Promise<Array<{ user_id: string; ms_left: number }>> {
+    return findTimesUntilOffline(this.#db, userIds, this.#thresholdSeconds);
   }
 
   /**

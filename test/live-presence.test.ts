@@ -1,0 +1,178 @@
+/**
+ * Live presence over /graphql/stream, between Pulse servers that share one
+ * database: the first events, coming online (raised by a heartbeat on another
+ * server), going offline (with nobody sending anything), a server that dies with
+ * the last heartbeat, subscribers that leave, and the limits. Run with the
+ * PostgreSQL bus always, and with the Redis bus when TEST_REDIS_URL is set (CI
+ * sets it; a fresh machine has no Redis).
+ */
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import jwt from 'jsonwebtoken';
+import { freePort } from './support/free-port';
+import { subscribe, type StreamEvent, type Subscription } from './support/event-stream';
+import { createTestDatabase, type TestDatabase } from './support/test-database';
+import { startTestServer, TEST_JWT_SECRET, type TestServer } from './support/test-server';
+
+const WATCH = 'subscription ($ids: [ID!]) { presenceChanged(ids: $ids) { userId online lastSeen } }';
+const THRESHOLD_SECONDS = 2;
+// A short threshold so that "offline" arrives within a test's patience; the
+// minimum write gap must stay below it.
+const FAST = { PRESENCE_THRESHOLD_SECONDS: String(THRESHOLD_SECONDS), HEARTBEAT_MIN_WRITE_GAP_SECONDS: '0' };
+
+const status = (e: StreamEvent) => e.data?.presenceChanged as { userId: string; online: boolean; lastSeen: string | null } | undefined;
+const isStatus = (userId: string, online: boolean) => (e: StreamEvent) => status(e)?.userId === userId && status(e)?.online === online;
+
+const buses: Array<[string, Record<string, string>]> = [['PostgreSQL LISTEN/NOTIFY', {}]];
+if (process.env.TEST_REDIS_URL) buses.push(['Redis pub/sub', { REDIS_URL: process.env.TEST_REDIS_URL }]);
+
+describe.each(buses)('with the %s bus', (_bus, busEnv) => {
+  let t: TestDatabase;
+  let a: TestServer;
+  let b: TestServer;
+  const open: Subscription[] = [];
+  const watch = async (server: TestServer, ids: string[], token?: string) => {
+    const s = await subscribe(`${server.pulse.graphqlUrl}/stream`, WATCH, { variables: { ids }, token });
+    open.push(s);
+    return s;
+  };
+
+  beforeAll(async () => {
+    t = await createTestDatabase();
+    a = await startTestServer({ DATABASE_URL: t.url, ...FAST, ...busEnv });
+    b = await startTestServer({ DATABASE_URL: t.url, ...FAST, ...busEnv });
+  });
+  afterEach(() => {
+    for (const s of open.splice(0)) s.close();
+  });
+  afterAll(async () => {
+    await a.stop();
+    await b.stop();
+    await t.destroy();
+  });
+
+  it('starts with the current status of every watched user', async () => {
+    await t.setLastHeartbeat('11', 0);
+    await t.setLastHeartbeat('12', 600);
+    const s = await watch(a, ['11', '12', '13']);
+    const first = await Promise.all([s.next(isStatus('11', true)), s.next(isStatus('12', false)), s.next(isStatus('13', false))]);
+    expect(s.status).toBe(200);
+    expect(status(first[1])!.lastSeen).not.toBeNull();
+    expect(status(first[2])!.lastSeen).toBeNull();
+    expect(s.events).toHaveLength(3);
+  });
+
+  it('tells a subscriber on one server that a user came online with a heartbeat on another', async () => {
+    const s = await watch(a, ['21']);
+    await s.next(isStatus('21', false));
+    const reply = await b.graphql('mutation { heartbeat { online } }', { token: b.token('21') });
+    expect(reply.body.data).toEqual({ heartbeat: { online: true } });
+    const online = await s.next(isStatus('21', true));
+    expect(status(online)!.lastSeen).not.toBeNull();
+  });
+
+  it('tells subscribers a user went offline when their heartbeats stop, with the time they were last seen', async () => {
+    const s = await watch(a, ['31']);
+    await s.next(isStatus('31', false));
+    const beat = await b.graphql('mutation { heartbeat { lastSeen } }', { token: b.token('31') });
+    await s.next(isStatus('31', true));
+    const offline = await s.next((e) => isStatus('31', false)(e) && s.events.indexOf(e) > 1, (THRESHOLD_SECONDS + 5) * 1000);
+    expect(status(offline)!.lastSeen).toBe(beat.body.data!.heartbeat.lastSeen);
+  });
+
+  it('does not send a heartbeat that changes nothing a subscriber sees', async () => {
+    await t.setLastHeartbeat('41', 0);
+    const s = await watch(a, ['41']);
+    await s.next(isStatus('41', true));
+    await b.graphql('mutation { heartbeat { online } }', { token: b.token('41') });
+    // A user who came online meanwhile is the marker that events flow.
+    await t.setLastHeartbeat('42', 600);
+    const marker = await watch(a, ['42']);
+    await marker.next(isStatus('42', false));
+    await b.graphql('mutation { heartbeat { online } }', { token: b.token('42') });
+    await marker.next(isStatus('42', true));
+    expect(s.events).toHaveLength(1);
+  });
+
+  it('frees what a subscriber watched when it leaves', async () => {
+    // The earlier tests' subscribers have left.
+    await eventually(() => a.pulse.live.size.subscriptions === 0);
+    expect(a.pulse.live.size).toEqual({ subscriptions: 0, watchedUsers: 0, deadlines: 0 });
+    const s = await watch(a, ['51', '52']);
+    await s.next(isStatus('52', false));
+    await b.graphql('mutation { heartbeat { online } }', { token: b.token('51') });
+    await s.next(isStatus('51', true));
+    expect(a.pulse.live.size).toEqual({ subscriptions: 1, watchedUsers: 2, deadlines: 1 });
+    s.close();
+    await eventually(() => a.pulse.live.size.subscriptions === 0);
+    expect(a.pulse.live.size).toEqual({ subscriptions: 0, watchedUsers: 0, deadlines: 0 });
+  });
+});
+
+describe('the stream', () => {
+  let t: TestDatabase;
+  let server: TestServer;
+  beforeAll(async () => {
+    t = await createTestDatabase();
+    server = await startTestServer({ DATABASE_URL: t.url, STATUSES_MAX_IDS: '3' });
+  });
+  afterAll(async () => {
+    await server.stop();
+    await t.destroy();
+  });
+
+  it('refuses more ids than STATUSES_MAX_IDS, and bad ids, with BAD_USER_INPUT', async () => {
+    const tooMany = await subscribe(`${server.pulse.graphqlUrl}/stream`, WATCH, { variables: { ids: ['1', '2', '3', '4'] } });
+    const error = await tooMany.next((e) => !!e.errors);
+    expect(error.errors![0]!.extensions!.code).toBe('BAD_USER_INPUT');
+    expect(error.errors![0]!.message).toBe('Too many ids: 4 given, at most 3 per request');
+    const bad = await subscribe(`${server.pulse.graphqlUrl}/stream`, WATCH, { variables: { ids: ['abc'] } });
+    expect((await bad.next((e) => !!e.errors)).errors![0]!.message).toContain('Invalid user id "abc"');
+    expect(server.pulse.live.size.subscriptions).toBe(0);
+  });
+
+  it('serves subscriptions only, and refuses a bad token instead of treating it as anonymous', async () => {
+    const query = await subscribe(`${server.pulse.graphqlUrl}/stream`, '{ status(id: "1") { online } }');
+    expect((await query.next((e) => !!e.errors)).errors![0]!.message).toContain('Only subscriptions are served at /graphql/stream');
+    const forged = await subscribe(`${server.pulse.graphqlUrl}/stream`, WATCH, { variables: { ids: ['1'] }, token: 'not-a-jwt' });
+    expect((await forged.next((e) => !!e.errors)).errors![0]!.extensions!.code).toBe('UNAUTHENTICATED');
+  });
+});
+
+describe('a server that dies', () => {
+  it('still turns its last user offline for subscribers on another server', async () => {
+    const t = await createTestDatabase();
+    const watcher = await startTestServer({ DATABASE_URL: t.url, ...FAST });
+    const port = await freePort();
+    const doomed = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+      cwd: path.resolve(__dirname, '..'),
+      env: { ...process.env, NODE_ENV: 'test', DATABASE_URL: t.url, PORT: String(port), HOST: '127.0.0.1', JWT_SECRET: TEST_JWT_SECRET, LOG_LEVEL: 'error', ...FAST },
+      stdio: 'ignore',
+    });
+    const s = await subscribe(`${watcher.pulse.graphqlUrl}/stream`, WATCH, { variables: { ids: ['61'] } });
+    try {
+      await s.next(isStatus('61', false));
+      await eventually(async () => (await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => null))?.ok === true);
+      const token = jwt.sign({ sub: '61' }, TEST_JWT_SECRET, { algorithm: 'HS256' });
+      const beat = await fetch(`http://127.0.0.1:${port}/pulse`, { method: 'POST', headers: { authorization: `Bearer ${token}` } });
+      expect(beat.status).toBe(204);
+      await s.next(isStatus('61', true));
+      doomed.kill('SIGKILL');
+      const offline = await s.next((e) => isStatus('61', false)(e) && s.events.indexOf(e) > 1, (THRESHOLD_SECONDS + 5) * 1000);
+      expect(status(offline)!.lastSeen).not.toBeNull();
+    } finally {
+      s.close();
+      doomed.kill('SIGKILL');
+      await watcher.stop();
+      await t.destroy();
+    }
+  });
+});
+
+async function eventually(check: () => boolean | Promise<boolean>, limitMs = 10_000): Promise<void> {
+  for (const started = Date.now(); Date.now() - started < limitMs; ) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error('gave up waiting');
+}
