@@ -21,6 +21,8 @@ import { startScheduler, type Scheduler } from './jobs/scheduler';
 import { createMetrics, type Metrics } from './observability/metrics';
 import type { Logger } from './logger';
 import { PresenceService } from './presence/presence-service';
+import { SettingsService } from './users/settings-service';
+import { UserService } from './users/user-service';
 
 export interface Pulse {
   /** Where GraphQL is served, e.g. http://localhost:4000/graphql. */
@@ -81,6 +83,8 @@ async function startOnDatabase(config: Config, logger: Logger, connection: Datab
     heartbeatMinIntervalMs: config.presence.heartbeatMinIntervalMs,
     metrics,
   });
+  const users = new UserService(db);
+  const settings = new SettingsService(db);
 
   let draining = false;
   const httpServer = http.createServer();
@@ -88,6 +92,10 @@ async function startOnDatabase(config: Config, logger: Logger, connection: Datab
     httpServer,
     logger,
     presence,
+    settings,
+    users,
+    tokens,
+    signupTokenTtlSeconds: config.auth.signupTokenTtlSeconds,
     statusesMaxIds: config.presence.statusesMaxIds,
     production: config.production,
     metrics,

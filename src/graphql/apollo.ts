@@ -56,7 +56,8 @@ function latencyPlugin(metrics: Pick<Metrics, 'requestDuration'>): ApolloServerP
 
 /**
  * Limits on what one document may ask, checked before anything executes. Pulse's
- * own queries are shallow (depth 4 at most) and few-aliased; a frontend that needs
+ * own queries are shallow (depth 5 at most:
+ * `searchUsers { edges { node { status { state } } } }`) and few-aliased; a frontend that needs
  * many users asks `statuses(ids:)` rather than aliasing `status` a hundred times.
  */
 function armor() {

@@ -6,8 +6,10 @@ import DataLoader from 'dataloader';
 import type { Database } from '../db/database';
 import type { Metrics } from '../observability/metrics';
 import { HeartbeatRateLimit } from './heartbeat-rate-limit';
-import { findPulses, upsertPulse } from './pulse-repository';
+import { upsertPulse } from './pulse-repository';
+import { findStatusRows } from './status-repository';
 import { neverSeen, statusFromRow, type UserStatus } from './user-status';
+import { visibleStatus } from './visible-status';
 import type { UserId } from './user-id';
 
 export interface PresenceServiceOptions {
@@ -60,26 +62,31 @@ export class PresenceService {
   }
 
   /**
-   * Given user ids, returns their statuses in the same order (duplicates included),
-   * in one SQL statement.
+   * Given user ids, returns their statuses as `viewer` sees them (null: an
+   * anonymous viewer), in the same order (duplicates included), in one SQL
+   * statement. Manual status, privacy and the threshold are all applied here:
+   * every protocol that returns a status calls this.
    */
-  async statuses(userIds: readonly UserId[]): Promise<UserStatus[]> {
+  async statuses(userIds: readonly UserId[], viewer: UserId | null): Promise<UserStatus[]> {
     const unique = [...new Set(userIds)];
-    const rows = await findPulses(this.#db, unique, this.#thresholdSeconds);
+    const rows = await findStatusRows(this.#db, unique, viewer, this.#thresholdSeconds);
     const byId = new Map(rows.map((row) => [row.user_id, row]));
     return userIds.map((id) => {
       const row = byId.get(id);
-      return row ? statusFromRow(id, row) : neverSeen(id);
+      // The read yields a row for every id; a missing one would be a bug, and the
+      // safe answer to a bug in a privacy rule is "never seen".
+      return row ? visibleStatus(row, viewer) : neverSeen(id);
     });
   }
 
   /**
-   * A loader for one request: every `load(id)` made in the same tick is answered
-   * by one call to {@link statuses}, so a request costs one statement however
-   * many fields ask. Create one per request; its cache must not outlive it, or a
-   * status would stay stale after the threshold passes.
+   * A loader for one request by `viewer`: every `load(id)` made in the same tick
+   * is answered by one call to {@link statuses}, so a request costs one statement
+   * however many fields ask. Create one per request; its cache must not outlive
+   * it, or a status would stay stale after the threshold passes, and it must not
+   * be shared between viewers, who may see different things.
    */
-  createStatusLoader(): DataLoader<UserId, UserStatus> {
-    return new DataLoader((ids) => this.statuses(ids), { maxBatchSize: Infinity });
+  createStatusLoader(viewer: UserId | null): DataLoader<UserId, UserStatus> {
+    return new DataLoader((ids) => this.statuses(ids, viewer), { maxBatchSize: Infinity });
   }
 }

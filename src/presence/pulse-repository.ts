@@ -39,20 +39,6 @@ export async function upsertPulse(db: Database, userId: UserId, thresholdSeconds
     .executeTakeFirstOrThrow();
 }
 
-/**
- * The pulse rows of `userIds` that exist, in no particular order, in one statement.
- * One array parameter instead of a list of placeholders: the statement text is the
- * same for 1 id or 1000, so PostgreSQL and pg_stat_statements see one query.
- */
-export async function findPulses(db: Database, userIds: readonly UserId[], thresholdSeconds: number): Promise<PulseRow[]> {
-  if (userIds.length === 0) return [];
-  return db
-    .selectFrom('pulse')
-    .select(['user_id', 'last_hb', onlineExpression(thresholdSeconds)])
-    .where('user_id', '=', sql<string>`any(${sql.val(userIds)}::bigint[])`)
-    .execute();
-}
-
 /** One step of a walk over the pulse table in primary-key order. */
 export interface RetentionStep {
   /** The largest user_id this step looked at; null when the walk is over. */

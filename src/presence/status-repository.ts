@@ -1,0 +1,72 @@
+/**
+ * The status read: everything that decides what a viewer sees of a batch of
+ * users, in one SQL statement.
+ *
+ * Starts from the requested ids (unnest), so each id yields exactly one row even
+ * with no pulse, no settings or no follow, and joins by primary key:
+ *  - pulse: the last heartbeat, and whether it is within the threshold;
+ *  - presence_settings: manual status, its text and expiry, privacy;
+ *  - follows: whether the target follows the viewer, which is what CONTACTS
+ *    visibility asks ("my contacts are the users I follow").
+ * Time is judged here, by the database clock: the threshold and the expiry of a
+ * manual status both compare against now(), so no job ever resets a status and
+ * API servers with skewed clocks agree.
+ */
+import { sql } from 'kysely';
+import type { Database } from '../db/database';
+import type { UserId } from './user-id';
+import type { ManualStatus } from './user-status';
+
+/** Who may see a user's presence. */
+export type Visibility = 'EVERYONE' | 'CONTACTS' | 'NOBODY';
+
+/** Everything the read knows about one target, before the viewer's rules apply. */
+export interface StatusRow {
+  user_id: string;
+  /** The real last heartbeat; null for never seen. */
+  last_hb: Date | null;
+  /** The last heartbeat is within the threshold. */
+  connected: boolean;
+  /** The manual status in force: AUTO when none was set or it expired. */
+  manual_status: ManualStatus;
+  /** The status text, null when none was set or it expired. */
+  status_text: string | null;
+  /** While invisible: the last heartbeat before going invisible. */
+  invisible_last_seen: Date | null;
+  visibility: Visibility;
+  show_last_seen: boolean;
+  /** The target follows the viewer (false for an anonymous viewer). */
+  follows_viewer: boolean;
+}
+
+/**
+ * One {@link StatusRow} per id in `userIds` (which must hold no duplicates), in no
+ * particular order, in one statement. `viewer` null is an anonymous viewer.
+ */
+export async function findStatusRows(
+  db: Database,
+  userIds: readonly UserId[],
+  viewer: UserId | null,
+  thresholdSeconds: number,
+): Promise<StatusRow[]> {
+  if (userIds.length === 0) return [];
+  // One array parameter: the statement text is the same for 1 id or 1000.
+  const { rows } = await sql<StatusRow>`
+    select target.user_id::text as user_id,
+           pulse.last_hb,
+           coalesce(pulse.last_hb >= now() - make_interval(secs => ${thresholdSeconds}), false) as connected,
+           case when settings.expires_at is null or settings.expires_at > now()
+                then coalesce(settings.manual_status, 'AUTO') else 'AUTO' end as manual_status,
+           case when settings.expires_at is null or settings.expires_at > now()
+                then settings.status_text end as status_text,
+           settings.invisible_last_seen,
+           coalesce(settings.visibility, 'EVERYONE') as visibility,
+           coalesce(settings.show_last_seen, true) as show_last_seen,
+           follows.follower_id is not null as follows_viewer
+      from unnest(${userIds}::bigint[]) as target (user_id)
+      left join pulse on pulse.user_id = target.user_id
+      left join presence_settings as settings on settings.user_id = target.user_id
+      left join follows on follows.follower_id = target.user_id and follows.followee_id = ${viewer}::bigint
+  `.execute(db);
+  return rows;
+}

@@ -1,0 +1,60 @@
+/**
+ * A user's own presence settings: the manual status (away, busy, invisible, with
+ * text and expiry) and privacy. They take effect in the status read, which joins
+ * them (src/presence/visible-status.ts has the rules).
+ *
+ * Users who exist only as ids in tokens may change them too: nothing here needs
+ * a users row.
+ */
+import type { Database } from '../db/database';
+import { InvalidInputError } from '../errors';
+import type { Visibility } from '../presence/status-repository';
+import type { UserId } from '../presence/user-id';
+import type { ManualStatus } from '../presence/user-status';
+import { findPrivacy, upsertManualStatus, upsertPrivacy, type PrivacyRow } from './settings-repository';
+
+/** The longest status text, in characters. */
+export const MAX_STATUS_TEXT = 140;
+
+/** Who may see a user's presence, and whether others see when they were last seen. */
+export interface PrivacySettings {
+  visibility: Visibility;
+  showLastSeen: boolean;
+}
+
+export class SettingsService {
+  readonly #db: Database;
+
+  constructor(db: Database) {
+    this.#db = db;
+  }
+
+  /**
+   * Sets `userId`'s manual status, replacing the previous one with its text and
+   * expiry. Text is trimmed (empty: none) and at most {@link MAX_STATUS_TEXT}
+   * characters. After `expiresAt` the status is AUTO again; one already past
+   * leaves it AUTO at once.
+   */
+  async setStatus(userId: UserId, status: ManualStatus, text: string | null, expiresAt: Date | null): Promise<void> {
+    const trimmed = text?.trim() || null;
+    const length = trimmed === null ? 0 : [...trimmed].length;
+    if (length > MAX_STATUS_TEXT) {
+      throw new InvalidInputError(`Invalid text: ${length} characters, expected at most ${MAX_STATUS_TEXT}`);
+    }
+    await upsertManualStatus(this.#db, userId, { status, text: trimmed, expiresAt });
+  }
+
+  /** Changes the privacy settings given (null: unchanged); returns them all. */
+  async updatePrivacy(userId: UserId, visibility: Visibility | null, showLastSeen: boolean | null): Promise<PrivacySettings> {
+    return fromRow(await upsertPrivacy(this.#db, userId, { visibility, showLastSeen }));
+  }
+
+  /** `userId`'s privacy settings (the defaults until they change them). */
+  async privacy(userId: UserId): Promise<PrivacySettings> {
+    return fromRow(await findPrivacy(this.#db, userId));
+  }
+}
+
+function fromRow(row: PrivacyRow): PrivacySettings {
+  return { visibility: row.visibility, showLastSeen: row.show_last_seen };
+}
