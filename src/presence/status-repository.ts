@@ -12,7 +12,7 @@
  * manual status both compare against now(), so no job ever resets a status and
  * API servers with skewed clocks agree.
  */
-import { sql } from 'kysely';
+import { sql, type RawBuilder } from 'kysely';
 import type { Database } from '../db/database';
 import type { UserId } from './user-id';
 import type { ManualStatus } from './user-status';
@@ -50,8 +50,18 @@ export async function findStatusRows(
   thresholdSeconds: number,
 ): Promise<StatusRow[]> {
   if (userIds.length === 0) return [];
-  // One array parameter: the statement text is the same for 1 id or 1000.
-  const { rows } = await sql<StatusRow>`
+  const { rows } = await statusRowsQuery(userIds, viewer, thresholdSeconds).execute(db);
+  return rows;
+}
+
+/** The statement {@link findStatusRows} runs, unexecuted (for EXPLAIN). */
+export function statusRowsQuery(userIds: readonly UserId[], viewer: UserId | null, thresholdSeconds: number): RawBuilder<StatusRow> {
+  // Array parameters: the statement text is the same for 1 id or 1000. The ids
+  // are named again in each join (`= any(...)`) so that each table is read by
+  // index for exactly those ids: without it, the planner may merge-join a whole
+  // primary-key index for a large batch, a cost that grows with the table
+  // (docs/users.md shows both plans).
+  return sql<StatusRow>`
     select target.user_id::text as user_id,
            pulse.last_hb,
            coalesce(pulse.last_hb >= now() - make_interval(secs => ${thresholdSeconds}), false) as connected,
@@ -64,9 +74,10 @@ export async function findStatusRows(
            coalesce(settings.show_last_seen, true) as show_last_seen,
            follows.follower_id is not null as follows_viewer
       from unnest(${userIds}::bigint[]) as target (user_id)
-      left join pulse on pulse.user_id = target.user_id
-      left join presence_settings as settings on settings.user_id = target.user_id
+      left join pulse
+        on pulse.user_id = target.user_id and pulse.user_id = any(${userIds}::bigint[])
+      left join presence_settings as settings
+        on settings.user_id = target.user_id and settings.user_id = any(${userIds}::bigint[])
       left join follows on follows.follower_id = target.user_id and follows.followee_id = ${viewer}::bigint
-  `.execute(db);
-  return rows;
+  `;
 }
