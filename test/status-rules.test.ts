@@ -227,6 +227,10 @@ describe('setStatus input', () => {
     expect(tooLong.body.errors![0]!.extensions!.code).toBe('BAD_USER_INPUT');
     expect(tooLong.body.errors![0]!.message).toBe('Invalid text: 141 characters, expected at most 140');
     expect((await seen(bob, alice)).statusText).toBe('x'.repeat(140));
+
+    const nul = await setStatus(alice, 'AWAY', 'a\u0000b');
+    expect(nul.body.errors![0]!.extensions!.code).toBe('BAD_USER_INPUT');
+    expect(nul.body.errors![0]!.message).toMatch(/control character/);
   });
 
   it('refuses an unknown status or a malformed expiresAt with BAD_USER_INPUT, and a missing token with 401', async () => {

@@ -70,6 +70,7 @@ describe('createUser', () => {
     ['    ', /empty/],
     ['x'.repeat(65), /65 characters, expected at most 64/],
     ['two\nlines', /control character/],
+    ['nul\u0000byte', /control character/],
   ])('refuses the name %j with BAD_USER_INPUT saying why', async (name, why) => {
     const reply = await server.graphql(CREATE, { variables: { name } });
     expect(errorCode(reply)).toBe('BAD_USER_INPUT');
@@ -169,12 +170,36 @@ describe('searchUsers', () => {
     expect(server.statements).toHaveLength(2);
   });
 
+  it('lets a full page of 100 with every field through the abuse limits', async () => {
+    for (let i = 0; i < 3; i++) await signUp(`full${i}`);
+    const reply = await server.graphql(
+      `{ searchUsers(query: "full", first: 100) {
+           edges { cursor node { id name createdAt status { userId state online lastSeen statusText manualStatus } } }
+           pageInfo { hasNextPage endCursor }
+         }
+         me { id name createdAt status { userId state online lastSeen statusText manualStatus } } }`,
+      { token: server.token('42') },
+    );
+    expect(reply.body.errors).toBeUndefined();
+    expect(reply.body.data!.searchUsers.edges).toHaveLength(3);
+
+    // Four such pages in one document is past the cost limit, refused before any SQL.
+    const page = (alias: string) =>
+      `${alias}: searchUsers(query: "full", first: 100) { edges { cursor node { id name createdAt status { userId state online lastSeen statusText manualStatus } } } }`;
+    server.statements.length = 0;
+    const greedy = await server.graphql(`{ ${['a', 'b', 'c', 'd'].map(page).join(' ')} }`);
+    expect(greedy.body.errors![0]!.extensions!.code).toBe('GRAPHQL_VALIDATION_FAILED');
+    expect(greedy.body.errors![0]!.message).toMatch(/Query Cost limit of 20000 exceeded/);
+    expect(server.statements).toHaveLength(0);
+  });
+
   it.each<[{ q: string; first: number; after?: string }, RegExp]>([
     [{ q: '', first: 5 }, /Invalid query: it is empty/],
     [{ q: 'x'.repeat(65), first: 5 }, /Invalid query: 65 characters/],
     [{ q: 'ann', first: 0 }, /Invalid first 0: expected 1 to 100/],
     [{ q: 'ann', first: 101 }, /Invalid first 101: expected 1 to 100/],
     [{ q: 'ann', first: 5, after: 'not-a-cursor' }, /Invalid cursor "not-a-cursor"/],
+    [{ q: 'a\u0000b', first: 5 }, /Invalid query: it contains a control character/],
   ])('refuses %j with BAD_USER_INPUT naming the problem', async ({ q, first, after }, why) => {
     const reply = await search(q, first, after);
     expect(errorCode(reply)).toBe('BAD_USER_INPUT');

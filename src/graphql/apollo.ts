@@ -68,7 +68,10 @@ function armor() {
     // graphql-armor's token plugin answers a plain syntax error with a 500; the
     // parser's own limit (parseOptions below) reports both as GRAPHQL_PARSE_FAILED.
     maxTokens: { enabled: false },
-    costLimit: { maxCost: 5000 },
+    // graphql-armor's cost grows with depth, not with list sizes: one search page
+    // asking every field of every user and status costs about 6,700. Room for
+    // about three of those in one document; a hostile document still stops early.
+    costLimit: { maxCost: 20_000 },
     // "Did you mean ...?" hints would map the schema for someone who cannot
     // introspect it.
     blockFieldSuggestion: { enabled: true },

@@ -11,6 +11,7 @@ import { InvalidInputError } from '../errors';
 import type { Visibility } from '../presence/status-repository';
 import type { UserId } from '../presence/user-id';
 import type { ManualStatus } from '../presence/user-status';
+import { hasControlCharacter } from './user-name';
 import { findPrivacy, upsertManualStatus, upsertPrivacy, type PrivacyRow } from './settings-repository';
 
 /** The longest status text, in characters. */
@@ -40,6 +41,9 @@ export class SettingsService {
     const length = trimmed === null ? 0 : [...trimmed].length;
     if (length > MAX_STATUS_TEXT) {
       throw new InvalidInputError(`Invalid text: ${length} characters, expected at most ${MAX_STATUS_TEXT}`);
+    }
+    if (trimmed !== null && hasControlCharacter(trimmed)) {
+      throw new InvalidInputError('Invalid text: it contains a control character (such as a newline or tab)');
     }
     await upsertManualStatus(this.#db, userId, { status, text: trimmed, expiresAt });
   }

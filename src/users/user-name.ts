@@ -6,9 +6,14 @@ import { InvalidInputError } from '../errors';
 /** The longest name, in characters (Unicode code points), after trimming. */
 export const MAX_NAME_LENGTH = 64;
 
-// Control characters (newlines, tabs, NUL, bidi-free C0/C1) break every list a
-// name is shown in, and NUL is refused by PostgreSQL's text type anyway.
+// Control characters (newlines, tabs, NUL and the rest of C0/C1) break every
+// list a name or status is shown in, and PostgreSQL's text type refuses NUL.
 const CONTROL = /\p{Cc}/u;
+
+/** True if `text` holds a control character (newline, tab, NUL, ...). */
+export function hasControlCharacter(text: string): boolean {
+  return CONTROL.test(text);
+}
 
 /**
  * Returns `value` trimmed, or throws {@link InvalidInputError} saying what is wrong
@@ -22,7 +27,7 @@ export function parseUserName(value: string): string {
   if (length > MAX_NAME_LENGTH) {
     throw new InvalidInputError(`Invalid name: ${length} characters, expected at most ${MAX_NAME_LENGTH}`);
   }
-  if (CONTROL.test(name)) {
+  if (hasControlCharacter(name)) {
     throw new InvalidInputError('Invalid name: it contains a control character (such as a newline or tab)');
   }
   return name;

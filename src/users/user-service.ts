@@ -9,7 +9,7 @@ import type { UserId } from '../presence/user-id';
 import { deleteFollow, findFollowees, findFollowers, insertFollow } from './follow-repository';
 import { decodeSearchCursor, encodeSearchCursor } from './search-cursor';
 import { userFromRow, type User } from './user';
-import { MAX_NAME_LENGTH, parseUserName } from './user-name';
+import { hasControlCharacter, MAX_NAME_LENGTH, parseUserName } from './user-name';
 import { findUsersByIds, insertUser, searchUsersByName } from './user-repository';
 
 /** The most results one search page may hold. */
@@ -64,6 +64,9 @@ export class UserService {
     if (length === 0) throw new InvalidInputError('Invalid query: it is empty; expected 1 to 64 characters');
     if (length > MAX_NAME_LENGTH) {
       throw new InvalidInputError(`Invalid query: ${length} characters, expected at most ${MAX_NAME_LENGTH}`);
+    }
+    if (hasControlCharacter(trimmed)) {
+      throw new InvalidInputError('Invalid query: it contains a control character (such as a newline or tab)');
     }
     if (!Number.isInteger(first) || first < 1 || first > MAX_SEARCH_PAGE) {
       throw new InvalidInputError(`Invalid first ${first}: expected 1 to ${MAX_SEARCH_PAGE}`);
