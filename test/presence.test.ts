@@ -18,7 +18,7 @@ beforeAll(async () => {
 });
 afterAll(() => t.destroy());
 beforeEach(async () => {
-  await sql`truncate pulse`.execute(t.db);
+  await sql`truncate pulse, users, follows, presence_settings`.execute(t.db);
   t.statements.length = 0;
 });
 
@@ -111,6 +111,37 @@ describe('statuses', () => {
     const max = id('9223372036854775807');
     await presence.heartbeat(max);
     expect((await presence.statuses([max], null))[0]).toMatchObject({ userId: '9223372036854775807', online: true });
+  });
+});
+
+describe('statuses as a viewer sees them', () => {
+  // The rules in full are tested over GraphQL (status-rules.test.ts); these check
+  // that the service itself, which the REST endpoints call, applies them.
+  beforeEach(async () => {
+    await sql`insert into users (id, name) values (5, 'five'), (6, 'six'), (7, 'seven')`.execute(t.db);
+    await presence.heartbeat(id('5'));
+  });
+
+  it('hides a NOBODY user from others and anonymous readers, not from the user', async () => {
+    await sql`insert into presence_settings (user_id, visibility) values (5, 'NOBODY')`.execute(t.db);
+    const hidden = { userId: '5', state: 'OFFLINE', online: false, lastSeen: null, statusText: null, manualStatus: null };
+    expect(await presence.statuses([id('5')], null)).toEqual([hidden]);
+    expect(await presence.statuses([id('5')], id('6'))).toEqual([hidden]);
+    expect(await presence.statuses([id('5')], id('5'))).toMatchObject([{ state: 'ONLINE', manualStatus: 'AUTO' }]);
+  });
+
+  it('shows a CONTACTS user only to the users they follow, through loaders of each viewer', async () => {
+    await sql`insert into presence_settings (user_id, visibility) values (5, 'CONTACTS')`.execute(t.db);
+    await sql`insert into follows (follower_id, followee_id) values (5, 6), (7, 5)`.execute(t.db);
+    t.statements.length = 0;
+    const [bySix, bySeven] = await Promise.all([
+      presence.createStatusLoader(id('6')).load(id('5')),
+      presence.createStatusLoader(id('7')).load(id('5')),
+    ]);
+    expect(bySix!.state).toBe('ONLINE');
+    expect(bySeven!.state).toBe('OFFLINE');
+    expect(bySeven!.lastSeen).toBeNull();
+    expect(t.statements).toHaveLength(2);
   });
 });
 

@@ -65,6 +65,8 @@ function ownStatus(row: StatusRow, userId: UserId): UserStatus {
   };
 }
 
+// Private: a connected user shows AWAY or BUSY if they chose it, else ONLINE
+// (INVISIBLE is handled before this, for everyone but the user themself).
 function connectedState(row: StatusRow): PresenceState {
   return row.manual_status === 'AWAY' || row.manual_status === 'BUSY' ? row.manual_status : 'ONLINE';
 }

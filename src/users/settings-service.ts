@@ -59,6 +59,7 @@ export class SettingsService {
   }
 }
 
+// Private: rows stay in the repository's words; callers get the domain's.
 function fromRow(row: PrivacyRow): PrivacySettings {
   return { visibility: row.visibility, showLastSeen: row.show_last_seen };
 }
