@@ -20,6 +20,7 @@ import { createRequestHandler } from './http/http-server';
 import { createPresenceStream } from './http/presence-stream';
 import { createRestRoutes } from './http/rest';
 import { LivePresence } from './live/live-presence';
+import type { UserId } from './presence/user-id';
 import { createPostgresBus } from './live/postgres-bus';
 import { createRedisBus } from './live/redis-bus';
 import { toPulseError } from './errors';
@@ -27,6 +28,8 @@ import { startScheduler, type Scheduler } from './jobs/scheduler';
 import { createMetrics, type Metrics } from './observability/metrics';
 import type { Logger } from './logger';
 import { PresenceService, type PresenceServiceOptions } from './presence/presence-service';
+import { SettingsService } from './users/settings-service';
+import { UserService } from './users/user-service';
 
 export interface Pulse {
   /** Where GraphQL is served, e.g. http://localhost:4000/graphql. */
@@ -98,6 +101,12 @@ async function startOnDatabase(
     ? createRedisBus({ url: config.events.redisUrl, logger })
     : createPostgresBus({ url: connection.url, db, logger });
   logger.info(`presence events: ${bus.description}`);
+  // Tells every process that these users' presence may have changed (a manual
+  // status, privacy or follow change, or coming online on a bus other than
+  // PostgreSQL's); each re-reads them for its subscribers.
+  const presenceChanged = (userIds: UserId[]) => {
+    bus.publish(userIds).catch((error: unknown) => logger.warn('presence events: publish failed', { error: (error as Error).message }));
+  };
   const createPresence = options.createPresence ?? ((o: PresenceServiceOptions) => new PresenceService(o));
   const presence = createPresence({
     db,
@@ -109,22 +118,29 @@ async function startOnDatabase(
     // PostgreSQL's bus is told by the heartbeat statement itself; another bus
     // is told once the statement has committed.
     notifyChannel: bus.notifyChannel,
-    onCameOnline: bus.notifyChannel
-      ? undefined
-      : (userIds) => {
-          bus.publish(userIds).catch((error: unknown) => logger.warn('presence events: publish failed', { error: (error as Error).message }));
-        },
+    onCameOnline: bus.notifyChannel ? undefined : (userIds) => presenceChanged(userIds),
   });
   const live = new LivePresence({
     bus,
     logger,
-    readStatuses: (userIds) => presence.statuses(userIds),
-    readTimesUntilOffline: (userIds) => presence.timesUntilOffline(userIds),
+    readStatuses: (userIds, viewer) => presence.statuses(userIds, viewer),
+    readTimesUntilChange: (userIds) => presence.timesUntilChange(userIds),
   });
+  const users = new UserService(db, { onPresenceChange: presenceChanged });
+  const settings = new SettingsService(db, { onPresenceChange: presenceChanged });
 
   let draining = false;
   const httpServer = http.createServer();
-  const schema = createSchema({ presence, live, statusesMaxIds: config.presence.statusesMaxIds, metrics });
+  const schema = createSchema({
+    presence,
+    live,
+    settings,
+    users,
+    tokens,
+    signupTokenTtlSeconds: config.auth.signupTokenTtlSeconds,
+    statusesMaxIds: config.presence.statusesMaxIds,
+    metrics,
+  });
   const apollo = createApolloServer({
     schema,
     httpServer,

@@ -65,6 +65,8 @@ export interface Config {
   readonly auth: {
     /** Unset outside production: a development secret is kept in `dataDir`. */
     readonly jwtSecret: string | null;
+    /** How long the token that createUser returns stays valid, in seconds. */
+    readonly signupTokenTtlSeconds: number;
   };
   readonly retention: {
     /** When the retention job runs (a cron expression); null: never. */
@@ -187,6 +189,7 @@ const authEnv = z.object({
   // HS256 is only as strong as its secret: 32 characters is the floor RFC 7518
   // asks for (a key at least as long as the hash output).
   JWT_SECRET: z.string().min(32, { message: 'expected at least 32 characters' }).optional(),
+  SIGNUP_TOKEN_TTL_SECONDS: integer(60, 366 * 86_400).default(30 * 86_400),
 });
 
 /**
@@ -273,7 +276,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: { forS
       maxInFlight: presence.HEARTBEAT_BATCH_MAX_IN_FLIGHT,
     },
     events: { redisUrl: events.REDIS_URL ?? null },
-    auth: { jwtSecret: auth.JWT_SECRET ?? null },
+    auth: { jwtSecret: auth.JWT_SECRET ?? null, signupTokenTtlSeconds: auth.SIGNUP_TOKEN_TTL_SECONDS },
     retention: {
       cron: jobs.RETENTION_CRON ?? null,
       retentionSeconds: jobs.PULSE_RETENTION,

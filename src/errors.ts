@@ -2,9 +2,9 @@
  * The errors Pulse reports to its callers, independent of the protocol.
  *
  * Services throw these; the GraphQL and HTTP layers turn each into its code and
- * status (BAD_USER_INPUT / 400, UNAUTHENTICATED / 401, UNAVAILABLE / 503). Anything
- * else is a bug, logged with its cause and shown to the caller only as an internal
- * error.
+ * status (BAD_USER_INPUT / 400, USERNAME_TAKEN / 409, UNAUTHENTICATED / 401,
+ * UNAVAILABLE / 503). Anything else is a bug, logged with its cause and shown to
+ * the caller only as an internal error.
  */
 
 /** The caller sent something Pulse cannot accept; the message names the value. */
@@ -13,6 +13,15 @@ export class InvalidInputError extends Error {
   constructor(message: string) {
     super(message);
     this.name = 'InvalidInputError';
+  }
+}
+
+/** Someone already has this user name (names are unique case-insensitively). */
+export class UsernameTakenError extends Error {
+  readonly code = 'USERNAME_TAKEN';
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsernameTakenError';
   }
 }
 
@@ -34,7 +43,7 @@ export class UnavailableError extends Error {
   }
 }
 
-export type PulseError = InvalidInputError | AuthenticationError | UnavailableError;
+export type PulseError = InvalidInputError | UsernameTakenError | AuthenticationError | UnavailableError;
 
 // PostgreSQL error classes that mean "not now", not "wrong request": connection
 // exceptions (08), operator intervention such as a server shutting down (57P0x),
@@ -50,7 +59,12 @@ const UNAVAILABLE_MESSAGES = /timeout exceeded when trying to connect|Connection
  * a database outage as {@link UnavailableError}, anything else as null (a bug).
  */
 export function toPulseError(error: unknown): PulseError | null {
-  if (error instanceof InvalidInputError || error instanceof AuthenticationError || error instanceof UnavailableError) {
+  if (
+    error instanceof InvalidInputError ||
+    error instanceof UsernameTakenError ||
+    error instanceof AuthenticationError ||
+    error instanceof UnavailableError
+  ) {
     return error;
   }
   // Duck-typed rather than `instanceof Error`: socket errors are created by Node's

@@ -53,10 +53,18 @@ describe('npm run migrate', () => {
       const status = await cli('src/db/migrate-cli.ts', ['status'], env);
       expect(status.stdout).toMatch(/applied \d{4}-.*2026-11-22-0001-create-pulse/);
 
-      const down = await cli('src/db/migrate-cli.ts', ['down'], env);
-      expect(down.code).toBe(0);
-      expect(down.stdout).toMatch(/reverted\s+2026-11-22-0001-create-pulse/);
-      expect(await tables(database.url)).not.toContain('pulse');
+      // Every migration reverts, newest first, down to an empty schema.
+      for (const name of [
+        '2026-11-22-0004-create-presence-settings',
+        '2026-11-22-0003-create-follows',
+        '2026-11-22-0002-create-users',
+        '2026-11-22-0001-create-pulse',
+      ]) {
+        const down = await cli('src/db/migrate-cli.ts', ['down'], env);
+        expect(down.code).toBe(0);
+        expect(down.stdout).toMatch(new RegExp(`reverted\\s+${name}`));
+      }
+      expect(await tables(database.url)).toEqual(expect.not.arrayContaining(['pulse', 'users', 'follows', 'presence_settings']));
 
       const up = await cli('src/db/migrate-cli.ts', ['up'], env);
       expect(up.code).toBe(0);

@@ -9,6 +9,7 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import jwt from 'jsonwebtoken';
+import { sql } from 'kysely';
 import { freePort } from './support/free-port';
 import { subscribe, type StreamEvent, type Subscription } from './support/event-stream';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
@@ -131,11 +132,107 @@ describe('the stream', () => {
     expect(server.pulse.live.size.subscriptions).toBe(0);
   });
 
-  it('serves subscriptions only, and refuses a bad token instead of treating it as anonymous', async () => {
+  it('serves subscriptions only', async () => {
     const query = await subscribe(`${server.pulse.graphqlUrl}/stream`, '{ status(id: "1") { online } }');
     expect((await query.next((e) => !!e.errors)).errors![0]!.message).toContain('Only subscriptions are served at /graphql/stream');
-    const forged = await subscribe(`${server.pulse.graphqlUrl}/stream`, WATCH, { variables: { ids: ['1'] }, token: 'not-a-jwt' });
-    expect((await forged.next((e) => !!e.errors)).errors![0]!.extensions!.code).toBe('UNAUTHENTICATED');
+    const mutation = await subscribe(`${server.pulse.graphqlUrl}/stream`, 'mutation { heartbeat { online } }', { token: server.token('1') });
+    expect((await mutation.next((e) => !!e.errors)).errors![0]!.message).toContain('send mutations to /graphql');
+    const { rows } = await sql`select user_id from pulse`.execute(t.db);
+    expect(rows).toEqual([]);
+  });
+
+  it('without ids and without a token, says what to send', async () => {
+    const none = await subscribe(`${server.pulse.graphqlUrl}/stream`, 'subscription { presenceChanged { userId } }');
+    const error = await none.next((e) => !!e.errors);
+    expect(error.errors![0]!.extensions!.code).toBe('BAD_USER_INPUT');
+    expect(error.errors![0]!.message).toContain('send a bearer token to watch the users you follow');
+  });
+});
+
+describe('what each subscriber may see', () => {
+  const LIVE = 'subscription ($ids: [ID!]) { presenceChanged(ids: $ids) { userId state online lastSeen statusText } }';
+  let t: TestDatabase;
+  let server: TestServer;
+  const open: Subscription[] = [];
+  beforeAll(async () => {
+    t = await createTestDatabase();
+    server = await startTestServer({ DATABASE_URL: t.url, ...FAST });
+  });
+  afterEach(() => {
+    for (const s of open.splice(0)) s.close();
+  });
+  afterAll(async () => {
+    await server.stop();
+    await t.destroy();
+  });
+
+  async function signUp(name: string): Promise<{ id: string; token: string }> {
+    const reply = await server.graphql(`mutation { createUser(name: "${name}") { user { id } token } }`);
+    return { id: reply.body.data!.createUser.user.id, token: reply.body.data!.createUser.token };
+  }
+  const watchAs = async (token: string | undefined, ids?: string[]) => {
+    const s = await subscribe(`${server.pulse.graphqlUrl}/stream`, LIVE, { variables: ids ? { ids } : {}, token });
+    open.push(s);
+    return s;
+  };
+  const live = (e: StreamEvent) => e.data?.presenceChanged as { userId: string; state: string; lastSeen: string | null; statusText: string | null };
+
+  it('without ids, watches the users the viewer follows', async () => {
+    const ann = await signUp('Ann');
+    const bob = await signUp('Bob');
+    await server.graphql(`mutation { follow(userId: "${bob.id}") { name } }`, { token: ann.token });
+    const s = await watchAs(ann.token);
+    await s.next((e) => live(e)?.userId === bob.id && live(e).state === 'OFFLINE');
+    await server.graphql('mutation { heartbeat { online } }', { token: bob.token });
+    await s.next((e) => live(e)?.userId === bob.id && live(e).state === 'ONLINE');
+    expect(s.events.every((e) => live(e).userId === bob.id)).toBe(true);
+  });
+
+  it('re-applies privacy and manual status mid-stream, for each viewer as they may see it', async () => {
+    const cat = await signUp('Cat');
+    const dan = await signUp('Dan'); // Cat follows Dan: Dan is one of Cat's contacts
+    const eve = await signUp('Eve');
+    await server.graphql(`mutation { follow(userId: "${dan.id}") { name } }`, { token: cat.token });
+    await server.graphql('mutation { heartbeat { online } }', { token: cat.token });
+    const byDan = await watchAs(dan.token, [cat.id]);
+    const byEve = await watchAs(eve.token, [cat.id]);
+    const anonymous = await watchAs(undefined, [cat.id]);
+    for (const s of [byDan, byEve, anonymous]) await s.next((e) => live(e)?.state === 'ONLINE');
+
+    await server.graphql('mutation { setStatus(status: BUSY, text: "in a meeting") { state } }', { token: cat.token });
+    for (const s of [byDan, byEve, anonymous]) {
+      const busy = await s.next((e) => live(e)?.state === 'BUSY');
+      expect(live(busy).statusText).toBe('in a meeting');
+    }
+
+    await server.graphql('mutation { updatePrivacy(visibility: CONTACTS) { visibility } }', { token: cat.token });
+    for (const s of [byEve, anonymous]) {
+      const hidden = await s.next((e) => live(e)?.state === 'OFFLINE');
+      expect(live(hidden)).toEqual({ userId: cat.id, state: 'OFFLINE', online: false, lastSeen: null, statusText: null });
+    }
+
+    await server.graphql('mutation { setStatus(status: INVISIBLE) { state } }', { token: cat.token });
+    const invisible = await byDan.next((e) => live(e)?.state === 'OFFLINE');
+    expect(live(invisible).lastSeen).not.toBeNull();
+    expect(live(invisible).statusText).toBeNull();
+    // Dan's stream saw ONLINE, BUSY, OFFLINE: never a hint of the privacy change.
+    expect(byDan.events.map((e) => live(e).state)).toEqual(['ONLINE', 'BUSY', 'OFFLINE']);
+  });
+
+  it('ends a manual status at its expiry, with no one doing anything', async () => {
+    const fay = await signUp('Fay');
+    await server.graphql('mutation { heartbeat { online } }', { token: fay.token });
+    const expiresAt = new Date(Date.now() + 1500).toISOString();
+    await server.graphql('mutation ($at: DateTime) { setStatus(status: AWAY, expiresAt: $at) { state } }', { token: fay.token, variables: { at: expiresAt } });
+    // Keep Fay connected past the expiry.
+    const beating = setInterval(() => void server.graphql('mutation { heartbeat { online } }', { token: fay.token }), 500);
+    try {
+      const s = await watchAs(undefined, [fay.id]);
+      await s.next((e) => live(e)?.state === 'AWAY');
+      await s.next((e) => live(e)?.state === 'ONLINE', 6000);
+    } finally {
+      clearInterval(beating);
+    }
   });
 });
 

@@ -12,7 +12,12 @@ it('is safe when several instances start at once: each migration is applied once
   try {
     await Promise.all(instances.map((db) => migrateToLatest(db, silentLogger)));
     const { rows } = await sql<{ name: string }>`select name from kysely_migration order by name`.execute(instances[0]!);
-    expect(rows.map((r) => r.name)).toEqual(['2026-11-22-0001-create-pulse']);
+    expect(rows.map((r) => r.name)).toEqual([
+      '2026-11-22-0001-create-pulse',
+      '2026-11-22-0002-create-users',
+      '2026-11-22-0003-create-follows',
+      '2026-11-22-0004-create-presence-settings',
+    ]);
   } finally {
     await Promise.all(instances.map((db) => db.destroy()));
     await database.drop();
@@ -31,6 +36,11 @@ it('creates the pulse table tuned for churn, with no index on last_hb', async ()
     const indexes = await sql<{ indexdef: string }>`select indexdef from pg_indexes where tablename = 'pulse'`.execute(db);
     expect(indexes.rows).toHaveLength(1);
     expect(indexes.rows[0]!.indexdef).toMatch(/UNIQUE INDEX pulse_pkey ON public.pulse USING btree \(user_id\)/);
+    // Nothing else is checked on a heartbeat: no foreign key from pulse to users.
+    const constraints = await sql<{ contype: string }>`
+      select contype from pg_constraint where conrelid = 'pulse'::regclass
+    `.execute(db);
+    expect(constraints.rows).toEqual([{ contype: 'p' }]);
   } finally {
     await db.destroy();
     await database.drop();

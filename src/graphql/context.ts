@@ -3,7 +3,8 @@
  *
  * Built once per request by the HTTP layer; resolvers only read it. The bearer
  * token is verified lazily, on the first resolver that needs the caller, so reads
- * (which need no token) never pay for or fail on one.
+ * (which need no token) never pay for or fail on one. Reads see statuses as the
+ * viewer: the caller when the token is valid, otherwise an anonymous reader.
  */
 import type DataLoader from 'dataloader';
 import type { TokenIssuer } from '../auth/tokens';
@@ -20,11 +21,12 @@ export interface PulseContext {
   /** The caller's user id; throws AuthenticationError without a valid token. */
   authenticate(): UserId;
   /**
-   * Who is looking: the caller's user id, or null without an Authorization
-   * header. A header with a bad token is an error, not an anonymous viewer.
+   * Who is reading: the caller when the token is valid, null (anonymous) without
+   * one or with a bad one. A read never fails on a token; it only sees less.
    */
   viewer(): UserId | null;
   readonly loaders: {
+    /** Statuses as {@link viewer} sees them, one statement per request. */
     readonly status: DataLoader<UserId, UserStatus>;
   };
 }
@@ -44,23 +46,36 @@ export interface RequestInfo {
 export function createContext(deps: ContextDependencies, request: RequestInfo): PulseContext {
   const { authorization } = request;
   let caller: { userId: UserId } | { error: unknown } | undefined;
+  const verify = () => {
+    if (!caller) {
+      try {
+        caller = { userId: deps.tokens.authenticate(authorization) };
+      } catch (error) {
+        caller = { error };
+      }
+    }
+    return caller;
+  };
+  let statusLoader: DataLoader<UserId, UserStatus> | undefined;
+  const viewer = () => {
+    const verified = verify();
+    return 'userId' in verified ? verified.userId : null;
+  };
   return {
     requestId: request.requestId,
     logger: request.logger,
     authenticate() {
-      if (!caller) {
-        try {
-          caller = { userId: deps.tokens.authenticate(authorization) };
-        } catch (error) {
-          caller = { error };
-        }
-      }
-      if ('error' in caller) throw caller.error;
-      return caller.userId;
+      const verified = verify();
+      if ('error' in verified) throw verified.error;
+      return verified.userId;
     },
-    viewer() {
-      return authorization ? this.authenticate() : null;
+    viewer,
+    loaders: {
+      // Created on first use: building it needs the viewer, hence the token.
+      get status() {
+        statusLoader ??= deps.presence.createStatusLoader(viewer());
+        return statusLoader;
+      },
     },
-    loaders: { status: deps.presence.createStatusLoader() },
   };
 }

@@ -15,6 +15,8 @@ const HTTP_STATUS: Record<PulseError['code'], number | undefined> = {
   // BAD_USER_INPUT keeps 200: a bad id in one field must not void the other fields'
   // answers, which a 400 would tell clients to discard.
   BAD_USER_INPUT: undefined,
+  // Same reasoning: a taken name is an answer about this field, not a failed request.
+  USERNAME_TAKEN: undefined,
   UNAUTHENTICATED: 401,
   UNAVAILABLE: 503,
 };

@@ -1,7 +1,8 @@
 /**
  * Limits on what one GraphQL document may ask, checked before anything executes,
  * for queries and mutations (Apollo) and subscriptions (the event stream) alike.
- * Pulse's own operations are shallow (depth 4 at most) and few-aliased; a frontend
+ * Pulse's own operations are shallow (depth 5 at most:
+ * `searchUsers { edges { node { status { state } } } }`) and few-aliased; a frontend
  * that needs many users asks `statuses(ids:)` rather than aliasing `status` a
  * hundred times.
  */
@@ -15,7 +16,10 @@ export function queryLimits() {
     // graphql-armor's token plugin answers a plain syntax error with a 500; the
     // parser's own limit (see maxTokens) reports both as GRAPHQL_PARSE_FAILED.
     maxTokens: { enabled: false },
-    costLimit: { maxCost: 5000 },
+    // graphql-armor's cost grows with depth, not with list sizes: one search page
+    // asking every field of every user and status costs about 6,700. Room for
+    // about three of those in one document; a hostile document still stops early.
+    costLimit: { maxCost: 20_000 },
     // "Did you mean ...?" hints would map the schema for someone who cannot
     // introspect it.
     blockFieldSuggestion: { enabled: true },

@@ -6,6 +6,9 @@
  *   GET  /status/profile?userId=1,2,3 statuses in input order -> 200 [...]
  *   GET  /status/42                   one status -> 200 {...}
  *
+ * Statuses are what the bearer token's user may see (anonymous without one), by
+ * the same privacy rules as GraphQL.
+ *
  * Same services, limits, auth and error codes as GraphQL, without its parsing,
  * validation and per-request loaders: a heartbeat here is a token check and a
  * place in the next batch. Errors have the same shape as GraphQL's
@@ -16,7 +19,7 @@ import type { TokenIssuer } from '../auth/tokens';
 import { InvalidInputError, toPulseError } from '../errors';
 import type { Metrics } from '../observability/metrics';
 import type { PresenceService } from '../presence/presence-service';
-import { parseUserId } from '../presence/user-id';
+import { parseUserId, type UserId } from '../presence/user-id';
 import type { UserStatus } from '../presence/user-status';
 import { sendJson } from './send-json';
 
@@ -53,18 +56,29 @@ export function createRestRoutes(deps: RestDependencies): RestRoutes {
     res.end();
   };
 
-  const profile = async (url: URL, res: http.ServerResponse) => {
+  // Who is reading: the token's user, or anonymous without a token or with a bad
+  // one (as over GraphQL, a read never fails on a token; it only sees less).
+  const viewerOf = (req: http.IncomingMessage): UserId | null => {
+    if (!req.headers.authorization) return null;
+    try {
+      return tokens.authenticate(req.headers.authorization);
+    } catch {
+      return null;
+    }
+  };
+
+  const profile = async (req: http.IncomingMessage, url: URL, res: http.ServerResponse) => {
     const given = url.searchParams.getAll('userId').flatMap((v) => v.split(','));
     if (given.length === 0) throw new InvalidInputError('Missing userId: expected ?userId=1,2,3');
     if (given.length > deps.statusesMaxIds) {
       throw new InvalidInputError(`Too many ids: ${given.length} given, at most ${deps.statusesMaxIds} per request`);
     }
-    const statuses = await presence.statuses(given.map(parseUserId));
+    const statuses = await presence.statuses(given.map(parseUserId), viewerOf(req));
     sendJson(res, 200, statuses.map(toJson));
   };
 
-  const one = async (rawId: string, res: http.ServerResponse) => {
-    const [status] = await presence.statuses([parseUserId(decodePathSegment(rawId))]);
+  const one = async (req: http.IncomingMessage, rawId: string, res: http.ServerResponse) => {
+    const [status] = await presence.statuses([parseUserId(decodePathSegment(rawId))], viewerOf(req));
     sendJson(res, 200, toJson(status!));
   };
 
@@ -78,11 +92,11 @@ export function createRestRoutes(deps: RestDependencies): RestRoutes {
       if (req.method !== 'POST') return methodNotAllowed(req, res, 'POST');
     } else if (path === '/status/profile') {
       route = 'GET /status/profile';
-      handle = () => profile(url, res);
+      handle = () => profile(req, url, res);
       if (req.method !== 'GET') return methodNotAllowed(req, res, 'GET');
     } else if (path.startsWith('/status/') && path.indexOf('/', '/status/'.length) === -1) {
       route = 'GET /status/:id';
-      handle = () => one(path.slice('/status/'.length), res);
+      handle = () => one(req, path.slice('/status/'.length), res);
       if (req.method !== 'GET') return methodNotAllowed(req, res, 'GET');
     } else {
       return false;
@@ -105,7 +119,13 @@ export function createRestRoutes(deps: RestDependencies): RestRoutes {
 
 /** A status as JSON: the same fields and spelling as GraphQL's UserStatus. */
 function toJson(status: UserStatus): Record<string, unknown> {
-  return { userId: status.userId, online: status.online, lastSeen: status.lastSeen?.toISOString() ?? null };
+  return {
+    userId: status.userId,
+    state: status.state,
+    online: status.online,
+    lastSeen: status.lastSeen?.toISOString() ?? null,
+    statusText: status.statusText,
+  };
 }
 
 // Private: a bad escape (`%zz`) is the caller's mistake, not a server error.

@@ -5,9 +5,9 @@
  *  - coming online: a heartbeat statement reports it, and the bus carries the ids
  *    to every process;
  *  - manual status and privacy changes: published on the bus by whoever made them;
- *  - going offline: nothing happens at all (no heartbeat), so this process keeps,
- *    for every watched user who is online, the moment they would go offline, and
- *    re-reads them then. The cost follows the watched users, never the size of
+ *  - going offline, or a manual status expiring: nothing happens at all, so this
+ *    process keeps, for every watched user, the moment their status would change
+ *    by itself (threshold passed, expiry reached), and re-reads them then. The cost follows the watched users, never the size of
  *    the pulse table, and needs no index on last_hb. Every process that watches a
  *    user keeps its own deadline, so the user goes offline for its subscribers
  *    even if the process that took their last heartbeat has died.
@@ -29,8 +29,11 @@ export interface LivePresenceOptions {
   bus: PresenceBus;
   /** Statuses of `userIds` as `viewer` may see them, in order, in one statement. */
   readStatuses(userIds: readonly UserId[], viewer: Viewer): Promise<UserStatus[]>;
-  /** For each watched user online now: milliseconds until they would go offline. */
-  readTimesUntilOffline(userIds: readonly UserId[]): Promise<Array<{ user_id: string; ms_left: number }>>;
+  /**
+   * For each user whose status will change by itself (going offline, a manual
+   * status expiring): milliseconds until it does.
+   */
+  readTimesUntilChange(userIds: readonly UserId[]): Promise<Array<{ user_id: string; ms_left: number }>>;
   logger: Logger;
   /** How long changes are gathered before they are re-read together. */
   coalesceMs?: number;
@@ -162,7 +165,7 @@ export class LivePresence {
   // Private: reads when each of `ids` would go offline and files the deadlines.
   async #schedule(ids: readonly UserId[]): Promise<void> {
     if (ids.length === 0) return;
-    const online = await this.#options.readTimesUntilOffline(ids);
+    const online = await this.#options.readTimesUntilChange(ids);
     const now = Date.now();
     const left = new Map(online.map((row) => [row.user_id, row.ms_left]));
     for (const id of ids) {
@@ -232,11 +235,10 @@ export class LivePresence {
 // lastSeen moves with every heartbeat, which is not news; when they go offline,
 // when they were last seen is.
 function visibleKey(status: UserStatus): string {
-  const extra = status as UserStatus & { state?: string; statusText?: string | null };
   return JSON.stringify([
-    status.online,
-    extra.state ?? null,
-    extra.statusText ?? null,
+    status.state,
+    status.statusText,
+    status.manualStatus,
     status.online ? null : (status.lastSeen?.getTime() ?? null),
   ]);
 }

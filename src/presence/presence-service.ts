@@ -7,8 +7,10 @@ import type { Database } from '../db/database';
 import type { Metrics } from '../observability/metrics';
 import { HeartbeatBatcher } from './heartbeat-batcher';
 import { HeartbeatRateLimit } from './heartbeat-rate-limit';
-import { findPulses, findTimesUntilOffline, recordHeartbeats, sortUserIds } from './pulse-repository';
+import { recordHeartbeats, sortUserIds } from './pulse-repository';
+import { findStatusRows, findTimesUntilChange } from './status-repository';
 import { neverSeen, statusFromRow, type UserStatus } from './user-status';
+import { visibleStatus } from './visible-status';
 import type { UserId } from './user-id';
 
 export interface PresenceServiceOptions {
@@ -117,43 +119,51 @@ export class PresenceService {
     this.#metrics?.heartbeats.inc({ outcome: 'skipped' }, rows.length - written);
     this.#metrics?.heartbeatBatchSize.observe(userIds.length);
     // A user whose first row another process inserted after this statement's
-    // snapshot was taken is neither written nor visible to it. Rare: read them.
+    // snapshot was taken is neither written nor visible to it. Rare: read them,
+    // each as they see themself.
     const missing = userIds.filter((id) => !answers.has(id));
-    if (missing.length > 0) {
-      for (const status of await this.statuses(missing)) answers.set(status.userId, status);
+    for (const id of missing) {
+      const [status] = await this.statuses([id], id);
+      answers.set(id, status!);
     }
     return answers;
   }
 
   /**
-   * Given user ids, returns their statuses in the same order (duplicates included),
-   * in one SQL statement.
+   * Given user ids, returns their statuses as `viewer` sees them (null: an
+   * anonymous viewer), in the same order (duplicates included), in one SQL
+   * statement. Manual status, privacy and the threshold are all applied here:
+   * every protocol that returns a status calls this.
    */
-  async statuses(userIds: readonly UserId[]): Promise<UserStatus[]> {
+  async statuses(userIds: readonly UserId[], viewer: UserId | null): Promise<UserStatus[]> {
     const unique = [...new Set(userIds)];
-    const rows = await findPulses(this.#db, unique, this.#thresholdSeconds);
+    const rows = await findStatusRows(this.#db, unique, viewer, this.#thresholdSeconds);
     const byId = new Map(rows.map((row) => [row.user_id, row]));
     return userIds.map((id) => {
       const row = byId.get(id);
-      return row ? statusFromRow(id, row) : neverSeen(id);
+      // The read yields a row for every id; a missing one would be a bug, and the
+      // safe answer to a bug in a privacy rule is "never seen".
+      return row ? visibleStatus(row, viewer) : neverSeen(id);
     });
   }
 
   /**
-   * For each of `userIds` online now, milliseconds until they would go offline
-   * without another heartbeat, in one statement (live presence's offline timers).
+   * For each of `userIds` whose status will change by itself (an online user
+   * going offline without another heartbeat, a manual status expiring), the
+   * milliseconds until it does, in one statement: live presence's timers.
    */
-  timesUntilOffline(userIds: readonly UserId[]): Promise<Array<{ user_id: string; ms_left: number }>> {
-    return findTimesUntilOffline(this.#db, userIds, this.#thresholdSeconds);
+  timesUntilChange(userIds: readonly UserId[]): Promise<Array<{ user_id: string; ms_left: number }>> {
+    return findTimesUntilChange(this.#db, userIds, this.#thresholdSeconds);
   }
 
   /**
-   * A loader for one request: every `load(id)` made in the same tick is answered
-   * by one call to {@link statuses}, so a request costs one statement however
-   * many fields ask. Create one per request; its cache must not outlive it, or a
-   * status would stay stale after the threshold passes.
+   * A loader for one request by `viewer`: every `load(id)` made in the same tick
+   * is answered by one call to {@link statuses}, so a request costs one statement
+   * however many fields ask. Create one per request; its cache must not outlive
+   * it, or a status would stay stale after the threshold passes, and it must not
+   * be shared between viewers, who may see different things.
    */
-  createStatusLoader(): DataLoader<UserId, UserStatus> {
-    return new DataLoader((ids) => this.statuses(ids), { maxBatchSize: Infinity });
+  createStatusLoader(viewer: UserId | null): DataLoader<UserId, UserStatus> {
+    return new DataLoader((ids) => this.statuses(ids, viewer), { maxBatchSize: Infinity });
   }
 }

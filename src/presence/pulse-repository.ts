@@ -20,12 +20,6 @@ export interface PulseRow {
   online: boolean;
 }
 
-// Private: `online` for a row, judged against the database clock. make_interval
-// takes the threshold as a parameter, so the statement text (and its plan) does
-// not change with the configured threshold.
-const onlineExpression = (thresholdSeconds: number) =>
-  sql<boolean>`last_hb >= now() - make_interval(secs => ${thresholdSeconds})`.as('online');
-
 /** A heartbeat's row after {@link recordHeartbeats}: written now, or skipped. */
 export interface HeartbeatRow extends PulseRow {
   /** False when the row was written less than the minimum write gap ago and left alone. */
@@ -103,41 +97,6 @@ export async function recordHeartbeats(
  */
 export function sortUserIds(userIds: Iterable<UserId>): UserId[] {
   return [...userIds].sort((a, b) => a.length - b.length || (a < b ? -1 : a > b ? 1 : 0));
-}
-
-/**
- * The pulse rows of `userIds` that exist, in no particular order, in one statement.
- * One array parameter instead of a list of placeholders: the statement text is the
- * same for 1 id or 1000, so PostgreSQL and pg_stat_statements see one query.
- */
-export async function findPulses(db: Database, userIds: readonly UserId[], thresholdSeconds: number): Promise<PulseRow[]> {
-  if (userIds.length === 0) return [];
-  return db
-    .selectFrom('pulse')
-    .select(['user_id', 'last_hb', onlineExpression(thresholdSeconds)])
-    .where('user_id', '=', sql<string>`any(${sql.val(userIds)}::bigint[])`)
-    .execute();
-}
-
-/**
- * For each of `userIds` who is online now, how many milliseconds until they go
- * offline if no heartbeat arrives (by the database clock, so a skewed API clock
- * only shifts when the check runs, not its verdict). Users offline or never
- * seen are left out.
- */
-export async function findTimesUntilOffline(
-  db: Database,
-  userIds: readonly UserId[],
-  thresholdSeconds: number,
-): Promise<Array<{ user_id: string; ms_left: number }>> {
-  if (userIds.length === 0) return [];
-  const { rows } = await sql<{ user_id: string; ms_left: string }>`
-    select user_id::text as user_id,
-           extract(epoch from last_hb + make_interval(secs => ${thresholdSeconds}) - now()) * 1000 as ms_left
-    from pulse
-    where user_id = any(${sql.val(userIds)}::bigint[]) and last_hb >= now() - make_interval(secs => ${thresholdSeconds})
-  `.execute(db);
-  return rows.map((r) => ({ user_id: r.user_id, ms_left: Number(r.ms_left) }));
 }
 
 /** One step of a walk over the pulse table in primary-key order. */

@@ -1,22 +1,45 @@
 /**
- * What Pulse says about one user: online or not, and when they were last seen.
+ * What Pulse says about one user, as one viewer sees it: a presence state, when
+ * they were last seen, and the text of their status.
  */
 import type { UserId } from './user-id';
 import type { PulseRow } from './pulse-repository';
 
+/** What a viewer is shown: online, away, busy or offline. */
+export type PresenceState = 'ONLINE' | 'AWAY' | 'BUSY' | 'OFFLINE';
+
+/** What a user chose by hand; AUTO lets heartbeats decide. */
+export type ManualStatus = 'AUTO' | 'AWAY' | 'BUSY' | 'INVISIBLE';
+
 export interface UserStatus {
   userId: UserId;
-  /** True iff the last heartbeat is within the threshold, by the database clock. */
+  state: PresenceState;
+  /** True iff `state` is not OFFLINE. */
   online: boolean;
-  /** The last heartbeat; null for a user who never sent one. */
+  /** The last heartbeat the viewer may know of; null for never seen or hidden. */
   lastSeen: Date | null;
+  /** The user's status text, while the viewer is shown their status. */
+  statusText: string | null;
+  /** The manual status in force: shown to the user themself only, null for others. */
+  manualStatus: ManualStatus | null;
 }
 
 /** The status of a user with no pulse row: offline, never seen. */
 export function neverSeen(userId: UserId): UserStatus {
-  return { userId, online: false, lastSeen: null };
+  return { userId, state: 'OFFLINE', online: false, lastSeen: null, statusText: null, manualStatus: null };
 }
 
+/**
+ * The status a pulse row alone implies: online or offline by heartbeats, with no
+ * manual status or privacy applied. What a heartbeat's write knows.
+ */
 export function statusFromRow(userId: UserId, row: PulseRow): UserStatus {
-  return { userId, online: row.online, lastSeen: row.last_hb };
+  return {
+    userId,
+    state: row.online ? 'ONLINE' : 'OFFLINE',
+    online: row.online,
+    lastSeen: row.last_hb,
+    statusText: null,
+    manualStatus: null,
+  };
 }

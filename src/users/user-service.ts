@@ -1,0 +1,138 @@
+/**
+ * Users: sign-up, look-up, name search and follows. The rules live here; the SQL
+ * lives in the repositories; GraphQL lives above. Rows become {@link User}s here
+ * and never leak upward.
+ */
+import type { Database } from '../db/database';
+import { InvalidInputError, UsernameTakenError } from '../errors';
+import type { UserId } from '../presence/user-id';
+import { deleteFollow, findFollowees, findFollowers, insertFollow } from './follow-repository';
+import { decodeSearchCursor, encodeSearchCursor } from './search-cursor';
+import { userFromRow, type User } from './user';
+import { hasControlCharacter, MAX_NAME_LENGTH, parseUserName } from './user-name';
+import { findUsersByIds, insertUser, searchUsersByName } from './user-repository';
+
+/** The most results one search page may hold. */
+export const MAX_SEARCH_PAGE = 100;
+
+/**
+ * Queries shorter than this match by prefix only: "contains" matches of one or two
+ * characters would be most of the directory, and trigrams cannot serve them.
+ */
+export const MIN_CONTAINS_QUERY = 3;
+
+/** One page of a name search, in the shape of a GraphQL connection. */
+export interface UserPage {
+  edges: Array<{ cursor: string; node: User }>;
+  pageInfo: { hasNextPage: boolean; endCursor: string | null };
+}
+
+export class UserService {
+  readonly #db: Database;
+  readonly #onPresenceChange: (userIds: UserId[]) => void;
+
+  /**
+   * `onPresenceChange` is told of every change that alters what others see of a
+   * user (live presence re-reads them for its subscribers).
+   */
+  constructor(db: Database, options: { onPresenceChange?: (userIds: UserId[]) => void } = {}) {
+    this.#db = db;
+    this.#onPresenceChange = options.onPresenceChange ?? (() => {});
+  }
+
+  /**
+   * Signs up a user named `name` (trimmed). Throws {@link InvalidInputError} for an
+   * invalid name, {@link UsernameTakenError} when someone has it already, in any
+   * letter case.
+   */
+  async createUser(name: string): Promise<User> {
+    const valid = parseUserName(name);
+    const row = await insertUser(this.#db, valid);
+    if (!row) throw new UsernameTakenError(`The name ${JSON.stringify(valid)} is taken: choose another one`);
+    return userFromRow(row);
+  }
+
+  /** The user with this id, or null if nobody signed up with it. */
+  async findUser(id: UserId): Promise<User | null> {
+    const [row] = await findUsersByIds(this.#db, [id]);
+    return row ? userFromRow(row) : null;
+  }
+
+  /**
+   * Users whose name matches `query` case-insensitively: names that start with it
+   * first, then (for queries of {@link MIN_CONTAINS_QUERY} characters or more)
+   * names that contain it elsewhere, each group in name order. `after` is a cursor
+   * from a previous page of the same search.
+   */
+  async searchUsers(query: string, first: number, after: string | null): Promise<UserPage> {
+    const trimmed = query.trim();
+    const length = [...trimmed].length;
+    if (length === 0) throw new InvalidInputError('Invalid query: it is empty; expected 1 to 64 characters');
+    if (length > MAX_NAME_LENGTH) {
+      throw new InvalidInputError(`Invalid query: ${length} characters, expected at most ${MAX_NAME_LENGTH}`);
+    }
+    if (hasControlCharacter(trimmed)) {
+      throw new InvalidInputError('Invalid query: it contains a control character (such as a newline or tab)');
+    }
+    if (!Number.isInteger(first) || first < 1 || first > MAX_SEARCH_PAGE) {
+      throw new InvalidInputError(`Invalid first ${first}: expected 1 to ${MAX_SEARCH_PAGE}`);
+    }
+    const position = after === null ? null : decodeSearchCursor(after);
+
+    // One row more than asked tells whether another page follows.
+    const rows = await searchUsersByName(this.#db, {
+      query: trimmed,
+      includeContains: length >= MIN_CONTAINS_QUERY,
+      after: position,
+      limit: first + 1,
+    });
+    const page = rows.slice(0, first);
+    const edges = page.map((row) => ({
+      cursor: encodeSearchCursor({ tier: row.tier, sortName: row.sort_name }),
+      node: userFromRow(row),
+    }));
+    return { edges, pageInfo: { hasNextPage: rows.length > first, endCursor: edges.at(-1)?.cursor ?? null } };
+  }
+
+  /**
+   * `follower` follows `followee` (nothing changes if they already do) and gets
+   * the followee back. Both must have signed up; following oneself is refused.
+   */
+  async follow(follower: UserId, followee: UserId): Promise<User> {
+    const target = await this.#checkFollow(follower, followee);
+    await insertFollow(this.#db, follower, followee);
+    // CONTACTS visibility: the followee may now see the follower.
+    this.#onPresenceChange([follower]);
+    return target;
+  }
+
+  /** `follower` stops following `followee`; true if they were following until now. */
+  async unfollow(follower: UserId, followee: UserId): Promise<boolean> {
+    await this.#checkFollow(follower, followee);
+    const removed = await deleteFollow(this.#db, follower, followee);
+    if (removed) this.#onPresenceChange([follower]);
+    return removed;
+  }
+
+  /** The users `userId` follows, in name order. */
+  async following(userId: UserId): Promise<User[]> {
+    return (await findFollowees(this.#db, userId)).map(userFromRow);
+  }
+
+  /** The users who follow `userId`, in name order. */
+  async followers(userId: UserId): Promise<User[]> {
+    return (await findFollowers(this.#db, userId)).map(userFromRow);
+  }
+
+  // Private: the rules of a follow, in the words the caller needs to fix it.
+  async #checkFollow(follower: UserId, followee: UserId): Promise<User> {
+    if (follower === followee) throw new InvalidInputError(`Invalid userId ${followee}: you cannot follow yourself`);
+    const rows = await findUsersByIds(this.#db, [follower, followee]);
+    const target = rows.find((row) => row.id === followee);
+    if (!target) throw new InvalidInputError(`Invalid userId ${followee}: no user has this id`);
+    if (!rows.some((row) => row.id === follower)) {
+      throw new InvalidInputError(`User ${follower} has not signed up: create a user with createUser before following anyone`);
+    }
+    return userFromRow(target);
+  }
+}
