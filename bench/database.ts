@@ -10,9 +10,10 @@
  *  3. Growth: status read latency and batched heartbeat throughput at the small and
  *     the large size, with the ratio large/small.
  *
- * Everything runs in a database of its own, created on the server named by `url`,
- * migrated with Pulse's migrations and dropped at the end, so nothing else on that
- * server is touched. Figures are only comparable within one run: compare the ratios.
+ * Everything runs in two databases of its own (one per size), created on the server
+ * named by `url`, migrated with Pulse's migrations and dropped at the end, so
+ * nothing else on that server is touched. Figures are only comparable within one
+ * run: compare the ratios.
  *
  *   const result = await runDatabaseBench({ url, progress: console.log });
  *   fs.writeFileSync('database.md', databaseBenchMarkdown(result));
@@ -45,10 +46,12 @@ export interface DatabaseBenchOptions {
   seconds?: number;
   /** Concurrent connections for the write runs. Default 8. */
   clients?: number;
-  /** Status reads measured at each growth point. Default 4000. */
+  /** Status reads measured at each size in each round. Default 3000. */
   readCalls?: number;
   /** Concurrent connections for the status reads. Default 4. */
   readClients?: number;
+  /** How many times every measurement is repeated, alternating with those it is compared to. Default 3. */
+  rounds?: number;
   /**
    * The pgbench binary, or null to measure with the Node driver only. Default: the
    * first `pgbench` on PATH, if any.
@@ -68,6 +71,12 @@ export interface WriteRun {
   rowsPerSecond: number;
   /** Mean time of the upsert statement itself, in ms. */
   latencyAvgMs: number;
+  /** WAL written per heartbeat (server-wide, so anything else running on the server adds to it). */
+  walBytesPerRow: number;
+  /** Full-page images per heartbeat: the first change to a page after a checkpoint logs the whole 8 kB page. */
+  fullPageImagesPerRow: number;
+  /** Share of the pages of pulse and its index that were found in shared_buffers. */
+  bufferHitRatio: number;
 }
 
 /** The pulse table's footprint at one moment. */
@@ -81,15 +90,39 @@ export interface SizeSample {
   hotRatio: number | null;
 }
 
-/** Status reads and batched heartbeats at one table size. */
+/** Status reads at one table size, in one round. */
+export interface StatusReads {
+  p50Ms: number;
+  p99Ms: number;
+  avgMs: number;
+  /** Share of the pages the reads (warm-up included) needed that were in shared_buffers. */
+  bufferHitRatio: number;
+}
+
+/** Status reads and batched heartbeats at one table size: every round, and their medians. */
 export interface GrowthPoint {
   rows: number;
-  readCalls: number;
-  readClients: number;
-  readP50Ms: number;
-  readP99Ms: number;
-  readAvgMs: number;
-  heartbeats: WriteRun;
+  reads: StatusReads[];
+  heartbeats: WriteRun[];
+  median: {
+    readP50Ms: number;
+    readP99Ms: number;
+    readAvgMs: number;
+    readBufferHitRatio: number;
+    heartbeatsPerSecond: number;
+    heartbeatLatencyAvgMs: number;
+    walBytesPerHeartbeat: number;
+    fullPageImagesPerHeartbeat: number;
+    heartbeatBufferHitRatio: number;
+  };
+}
+
+/** One (statement, driver) pair of the write ceilings: every round, and their medians. */
+export interface WriteCeiling {
+  statement: WriteRun['statement'];
+  driver: WriteRun['driver'];
+  runs: WriteRun[];
+  median: Omit<WriteRun, 'statement' | 'driver' | 'clients'>;
 }
 
 export interface DatabaseBenchResult {
@@ -98,7 +131,7 @@ export interface DatabaseBenchResult {
   server: { version: string; sharedBuffers: string; synchronousCommit: string };
   machine: { cores: number; cpu: string; node: string };
   settings: Required<Omit<DatabaseBenchOptions, 'url' | 'progress' | 'pgbench'>> & { pgbench: string | null; batchSize: number; idsPerRead: number };
-  writeCeilings: { rows: number; runs: WriteRun[] };
+  writeCeilings: { rows: number; ceilings: WriteCeiling[] };
   sizes: SizeSample[];
   growth: { small: GrowthPoint; large: GrowthPoint };
 }
@@ -122,15 +155,23 @@ export const SINGLE_UPSERT =
 export const BATCHED_UPSERT =
   'insert into pulse (user_id, last_hb) select id, now() from unnest($1::bigint[]) as t(id) order by id on conflict (user_id) do update set last_hb = excluded.last_hb';
 
-/** Runs the whole database bench; see the file's header for what it measures. */
+/**
+ * Runs the whole database bench; see the file's header for what it measures.
+ *
+ * The machine is usually shared and its speed drifts over minutes, so nothing is
+ * compared across a long gap: the runs to be compared alternate, `rounds` times,
+ * and the medians are reported. For the same reason the two table sizes live in
+ * two databases, side by side, rather than one table grown between measurements.
+ */
 export async function runDatabaseBench(options: DatabaseBenchOptions): Promise<DatabaseBenchResult> {
   const settings = {
     rowsSmall: options.rowsSmall ?? 1_000_000,
     rowsLarge: options.rowsLarge ?? 10_000_000,
     seconds: options.seconds ?? 10,
     clients: options.clients ?? 8,
-    readCalls: options.readCalls ?? 4000,
+    readCalls: options.readCalls ?? 3000,
     readClients: options.readClients ?? 4,
+    rounds: options.rounds ?? 3,
     pgbench: options.pgbench === undefined ? findOnPath('pgbench') : options.pgbench,
     batchSize: BATCH_SIZE,
     idsPerRead: IDS_PER_READ,
@@ -140,48 +181,77 @@ export async function runDatabaseBench(options: DatabaseBenchOptions): Promise<D
   const { progress } = options;
   const started = Date.now();
 
-  const bench = await createBenchDatabase(options.url);
-  progress(`database ${bench.name} created; applying Pulse's migrations`);
-  // The Kysely instance the status reads go through, so they send exactly what
-  // findPulses sends; its pool is sized for the read clients.
-  const db = createDatabase({ url: bench.url, poolMax: settings.readClients, connectionTimeoutMs: 10_000, statementTimeoutMs: 120_000, logger: silentLogger });
-  const admin = new pg.Client({ connectionString: bench.url, application_name: 'pulse-bench' });
+  const small = await createBenchDatabase(options.url, 'small');
+  const large = await createBenchDatabase(options.url, 'large').catch(async (error: unknown) => {
+    await small.drop();
+    throw error;
+  });
+  progress(`databases ${small.name} and ${large.name} created; applying Pulse's migrations`);
+  const smallAdmin = new pg.Client({ connectionString: small.url, application_name: 'pulse-bench' });
+  const largeAdmin = new pg.Client({ connectionString: large.url, application_name: 'pulse-bench' });
   try {
-    await migrateToLatest(db, silentLogger);
-    await admin.connect();
-    const server = await serverInfo(admin);
+    await migrate(small.url);
+    await migrate(large.url);
+    await smallAdmin.connect();
+    await largeAdmin.connect();
+    const server = await serverInfo(smallAdmin);
     progress(`server: ${server.version}, shared_buffers ${server.sharedBuffers}, synchronous_commit ${server.synchronousCommit}`);
 
     const sizes: SizeSample[] = [];
-    const stats = new TableStats(admin);
-
-    await loadRows(admin, 0, settings.rowsSmall, progress);
-    sizes.push(await stats.sample(`${count(settings.rowsSmall)} rows, loaded, after VACUUM ANALYZE`, settings.rowsSmall));
-
+    const smallStats = new TableStats(smallAdmin);
+    await loadRows(smallAdmin, settings.rowsSmall, progress);
+    sizes.push(await smallStats.sample(`${count(settings.rowsSmall)} rows, loaded, after VACUUM ANALYZE`, settings.rowsSmall));
     progress(`churn: one batched heartbeat for each of the ${count(settings.rowsSmall)} rows`);
-    await heartbeatRound(bench.url, settings.rowsSmall, settings.clients);
-    sizes.push(await stats.sample(`${count(settings.rowsSmall)} rows, after one heartbeat per row`, settings.rowsSmall));
-    // Both growth points are measured right after a VACUUM, so an autovacuum woken
+    await heartbeatRound(small.url, settings.rowsSmall, settings.clients);
+    sizes.push(await smallStats.sample(`${count(settings.rowsSmall)} rows, after one heartbeat per row`, settings.rowsSmall));
+    // Measurements start right after a VACUUM at both sizes, so an autovacuum woken
     // by the churn does not run under one of them only.
-    await admin.query('vacuum analyze pulse');
+    await smallAdmin.query('vacuum analyze pulse');
 
-    const small = await growthPoint(bench.url, db, settings.rowsSmall, settings, progress);
+    await loadRows(largeAdmin, settings.rowsLarge, progress);
+    sizes.push(await new TableStats(largeAdmin).sample(`${count(settings.rowsLarge)} rows, loaded, after VACUUM ANALYZE`, settings.rowsLarge));
 
-    const runs: WriteRun[] = [];
-    for (const statement of ['single', 'batched'] as const) {
-      progress(`write ceiling, ${statement} upsert, node-pg: ${settings.clients} clients for ${settings.seconds} s`);
-      runs.push(await nodeWriteRun(bench.url, statement, settings.rowsSmall, settings.clients, settings.seconds));
-      if (settings.pgbench) {
-        progress(`write ceiling, ${statement} upsert, pgbench: ${settings.clients} clients for ${settings.seconds} s`);
-        runs.push(await pgbenchWriteRun(settings.pgbench, bench.url, statement, settings.rowsSmall, settings.clients, settings.seconds));
+    const pairs: Array<[WriteRun['statement'], WriteRun['driver']]> = [
+      ['single', 'node-pg'],
+      ['batched', 'node-pg'],
+      ...(settings.pgbench ? [['single', 'pgbench'] as [WriteRun['statement'], WriteRun['driver']], ['batched', 'pgbench'] as [WriteRun['statement'], WriteRun['driver']]] : []),
+    ];
+    const ceilingRuns = pairs.map((): WriteRun[] => []);
+    const reads = { small: [] as StatusReads[], large: [] as StatusReads[] };
+    const heartbeats = { small: [] as WriteRun[], large: [] as WriteRun[] };
+    for (let round = 1; round <= settings.rounds; round++) {
+      progress(`round ${round}/${settings.rounds}`);
+      // Every round starts from vacuumed tables, so the dead rows the previous
+      // round's writes left (and an autovacuum they would wake) weigh on no size
+      // more than on the other; the size measured first alternates; the write
+      // ceilings, which churn the small table hardest, come last.
+      await smallAdmin.query('vacuum pulse');
+      await largeAdmin.query('vacuum pulse');
+      const sizesInOrder = [
+        ['small', small, smallAdmin, settings.rowsSmall],
+        ['large', large, largeAdmin, settings.rowsLarge],
+      ] as const;
+      const order = round % 2 === 1 ? sizesInOrder : ([...sizesInOrder].reverse() as typeof sizesInOrder[number][]);
+      for (const [size, db, admin, rows] of order) {
+        const result = await statusReads(db.url, admin, rows, settings.readCalls, settings.readClients);
+        reads[size].push(result);
+        progress(`  status reads at ${count(rows)}: p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms, ${pct(result.bufferHitRatio)} of pages in shared_buffers`);
+      }
+      for (const [size, db, admin, rows] of order) {
+        const run = await withWal(admin, () => nodeWriteRun(db.url, 'batched', rows, settings.clients, settings.seconds));
+        heartbeats[size].push(run);
+        progress(`  batched heartbeats at ${count(rows)}: ${n(run.rowsPerSecond)} heartbeats/s, ${pct(run.bufferHitRatio)} of pages in shared_buffers`);
+      }
+      for (const [index, [statement, driver]] of pairs.entries()) {
+        const run = await withWal(smallAdmin, () =>
+          driver === 'pgbench'
+            ? pgbenchWriteRun(settings.pgbench!, small.url, statement, settings.rowsSmall, settings.clients, settings.seconds)
+            : nodeWriteRun(small.url, statement, settings.rowsSmall, settings.clients, settings.seconds),
+        );
+        ceilingRuns[index]!.push(run);
+        progress(`  write ceiling at ${count(settings.rowsSmall)}, ${statement} upsert, ${driver}: ${n(run.statementsPerSecond)} statements/s, ${n(run.rowsPerSecond)} heartbeats/s`);
       }
     }
-    for (const run of runs) progress(`  ${run.statement} ${run.driver}: ${run.statementsPerSecond.toFixed(0)} statements/s, ${run.rowsPerSecond.toFixed(0)} heartbeats/s`);
-    await stats.sample('(after the write ceilings)', settings.rowsSmall);
-
-    await loadRows(admin, settings.rowsSmall, settings.rowsLarge, progress);
-    sizes.push(await stats.sample(`${count(settings.rowsLarge)} rows, loaded, after VACUUM ANALYZE`, settings.rowsLarge));
-    const large = await growthPoint(bench.url, db, settings.rowsLarge, settings, progress);
 
     return {
       startedAt: new Date(started).toISOString(),
@@ -189,15 +259,16 @@ export async function runDatabaseBench(options: DatabaseBenchOptions): Promise<D
       server,
       machine: { cores: os.cpus().length, cpu: os.cpus()[0]?.model ?? 'unknown', node: process.version },
       settings,
-      writeCeilings: { rows: settings.rowsSmall, runs },
+      writeCeilings: { rows: settings.rowsSmall, ceilings: pairs.map(([statement, driver], i) => writeCeiling(statement, driver, ceilingRuns[i]!)) },
       sizes,
-      growth: { small, large },
+      growth: { small: growthPoint(settings.rowsSmall, reads.small, heartbeats.small), large: growthPoint(settings.rowsLarge, reads.large, heartbeats.large) },
     };
   } finally {
-    await admin.end().catch(() => {});
-    await db.destroy().catch(() => {});
-    await bench.drop();
-    progress(`database ${bench.name} dropped`);
+    await smallAdmin.end().catch(() => {});
+    await largeAdmin.end().catch(() => {});
+    await small.drop();
+    await large.drop();
+    progress(`databases ${small.name} and ${large.name} dropped`);
   }
 }
 
@@ -205,33 +276,43 @@ export async function runDatabaseBench(options: DatabaseBenchOptions): Promise<D
 export function databaseBenchMarkdown(result: DatabaseBenchResult): string {
   const { settings, writeCeilings, sizes, growth } = result;
   const ms = (value: number) => value.toFixed(2);
-  const n = (value: number) => Math.round(value).toLocaleString('en-US');
   const mb = (bytes: number) => (bytes / 1024 / 1024).toFixed(1);
   const ratio = (a: number, b: number) => (b > 0 ? (a / b).toFixed(2) : 'n/a');
+  const range = (values: number[], format: (value: number) => string) => `${format(Math.min(...values))} – ${format(Math.max(...values))}`;
+  const S = count(growth.small.rows);
+  const L = count(growth.large.rows);
+  const gs = growth.small.median;
+  const gl = growth.large.median;
   const lines: string[] = [
-    `# Database bench: ${count(settings.rowsSmall)} and ${count(settings.rowsLarge)} rows`,
+    `# Database bench: ${S} and ${L} rows`,
     '',
     `${result.startedAt}, ${Math.round(result.durationSeconds)} s. Server: ${result.server.version} (shared_buffers ${result.server.sharedBuffers}, ` +
       `synchronous_commit ${result.server.synchronousCommit}). Client: Node ${result.machine.node}, ${result.machine.cores} cores (${result.machine.cpu}), ` +
-      `client and server on the same machine over loopback. Compare figures within this run only.`,
+      `client and server on the same machine over loopback. Every figure is the median of ${settings.rounds} rounds; the runs compared alternate ` +
+      `within each round. Compare figures within this run only.`,
     '',
     `## Write ceilings at ${count(writeCeilings.rows)} rows`,
     '',
     `${settings.clients} clients in a closed loop for ${settings.seconds} s per run. Single: one heartbeat per statement, a random existing user. ` +
       `Batched: ${BATCH_SIZE} heartbeats per statement, ids spread evenly over the table from a random offset, sorted. ` +
-      `Both drivers send the statements unprepared over the extended protocol, as pg does for Pulse. ` +
-      `pgbench builds each batch's array with one extra small query (not counted in the latency below).`,
+      `Both drivers send the statements unprepared over the extended protocol, as pg does for Pulse; ` +
+      `pgbench builds each batch's array with one extra small query, not counted in its latency. ` +
+      `WAL and shared_buffers figures are server-wide and per heartbeat.`,
     '',
-    '| statement | driver | statements/s | heartbeats/s | latency avg ms |',
-    '|---|---|---:|---:|---:|',
-    ...writeCeilings.runs.map((r) => `| ${r.statement} | ${r.driver} | ${n(r.statementsPerSecond)} | ${n(r.rowsPerSecond)} | ${ms(r.latencyAvgMs)} |`),
+    '| statement | driver | statements/s | heartbeats/s | heartbeats/s, all rounds | latency avg ms | WAL bytes/heartbeat | full-page images/heartbeat | pages in shared_buffers |',
+    '|---|---|---:|---:|---:|---:|---:|---:|---:|',
+    ...writeCeilings.ceilings.map(
+      ({ statement, driver, runs, median: m }) =>
+        `| ${statement} | ${driver} | ${n(m.statementsPerSecond)} | ${n(m.rowsPerSecond)} | ${range(runs.map((r) => r.rowsPerSecond), n)} | ${ms(m.latencyAvgMs)} | ` +
+        `${m.walBytesPerRow.toFixed(0)} | ${m.fullPageImagesPerRow.toFixed(3)} | ${pct(m.bufferHitRatio)} |`,
+    ),
     '',
     '| driver | batched / single, heartbeats/s |',
     '|---|---:|',
     ...(['node-pg', 'pgbench'] as const).flatMap((driver) => {
-      const single = writeCeilings.runs.find((r) => r.driver === driver && r.statement === 'single');
-      const batched = writeCeilings.runs.find((r) => r.driver === driver && r.statement === 'batched');
-      return single && batched ? [`| ${driver} | ${ratio(batched.rowsPerSecond, single.rowsPerSecond)} |`] : [];
+      const single = writeCeilings.ceilings.find((c) => c.driver === driver && c.statement === 'single');
+      const batched = writeCeilings.ceilings.find((c) => c.driver === driver && c.statement === 'batched');
+      return single && batched ? [`| ${driver} | ${ratio(batched.median.rowsPerSecond, single.median.rowsPerSecond)} |`] : [];
     }),
     ...(settings.pgbench ? [] : ['', 'pgbench was not found on PATH: the Node driver alone measured these.']),
     '',
@@ -245,24 +326,40 @@ export function databaseBenchMarkdown(result: DatabaseBenchResult): string {
     ...sizes.map(
       (s) =>
         `| ${s.label} | ${mb(s.heapBytes)} | ${mb(s.indexBytes)} | ${mb(s.totalBytes)} | ${(s.totalBytes / s.rows).toFixed(1)} | ` +
-        `${(s.heapBytes / s.rows).toFixed(1)} | ${(s.totalBytes / s.rows / DESIGN_BYTES_PER_ROW).toFixed(1)} | ${s.hotRatio === null ? '-' : `${(s.hotRatio * 100).toFixed(1)}%`} |`,
+        `${(s.heapBytes / s.rows).toFixed(1)} | ${(s.totalBytes / s.rows / DESIGN_BYTES_PER_ROW).toFixed(1)} | ${s.hotRatio === null ? '-' : pct(s.hotRatio)} |`,
     ),
     '',
     '## Growth with the table',
     '',
-    `Status: the statement of findPulses (${IDS_PER_READ} random existing ids per call), ${n(settings.readCalls)} calls from ${settings.readClients} clients. ` +
-      `Heartbeats: ${BATCH_SIZE}-row batched upserts, ${settings.clients} clients for ${settings.seconds} s. ` +
-      `At ${count(growth.small.rows)} rows every row has had one heartbeat since the load; at ${count(growth.large.rows)}, the rows added since are freshly loaded.`,
+    `Two databases side by side, ${S} rows (after one heartbeat per row) and ${L} rows (freshly loaded), measured alternately. ` +
+      `Status: the statement of findPulses, ${IDS_PER_READ} random existing ids per call, ${n(settings.readCalls)} calls from ${settings.readClients} clients per round ` +
+      `(after a tenth as many to warm up). Heartbeats: ${BATCH_SIZE}-row batched upserts, ${settings.clients} clients for ${settings.seconds} s per round.`,
     '',
-    `| measure | ${count(growth.small.rows)} rows | ${count(growth.large.rows)} rows | ratio |`,
+    `| measure | ${S} rows | ${L} rows | ratio ${L}/${S} |`,
     '|---|---:|---:|---:|',
-    `| status p50 ms | ${ms(growth.small.readP50Ms)} | ${ms(growth.large.readP50Ms)} | ${ratio(growth.large.readP50Ms, growth.small.readP50Ms)} |`,
-    `| status p99 ms | ${ms(growth.small.readP99Ms)} | ${ms(growth.large.readP99Ms)} | ${ratio(growth.large.readP99Ms, growth.small.readP99Ms)} |`,
-    `| status avg ms | ${ms(growth.small.readAvgMs)} | ${ms(growth.large.readAvgMs)} | ${ratio(growth.large.readAvgMs, growth.small.readAvgMs)} |`,
-    `| batched heartbeats/s | ${n(growth.small.heartbeats.rowsPerSecond)} | ${n(growth.large.heartbeats.rowsPerSecond)} | ${ratio(growth.large.heartbeats.rowsPerSecond, growth.small.heartbeats.rowsPerSecond)} |`,
-    `| batched upsert latency avg ms | ${ms(growth.small.heartbeats.latencyAvgMs)} | ${ms(growth.large.heartbeats.latencyAvgMs)} | ${ratio(growth.large.heartbeats.latencyAvgMs, growth.small.heartbeats.latencyAvgMs)} |`,
+    `| status p50 ms | ${ms(gs.readP50Ms)} | ${ms(gl.readP50Ms)} | ${ratio(gl.readP50Ms, gs.readP50Ms)} |`,
+    `| status p99 ms | ${ms(gs.readP99Ms)} | ${ms(gl.readP99Ms)} | ${ratio(gl.readP99Ms, gs.readP99Ms)} |`,
+    `| status avg ms | ${ms(gs.readAvgMs)} | ${ms(gl.readAvgMs)} | ${ratio(gl.readAvgMs, gs.readAvgMs)} |`,
+    `| status: pages in shared_buffers | ${pct(gs.readBufferHitRatio)} | ${pct(gl.readBufferHitRatio)} | |`,
+    `| batched heartbeats/s | ${n(gs.heartbeatsPerSecond)} | ${n(gl.heartbeatsPerSecond)} | ${ratio(gl.heartbeatsPerSecond, gs.heartbeatsPerSecond)} |`,
+    `| batched upsert latency avg ms | ${ms(gs.heartbeatLatencyAvgMs)} | ${ms(gl.heartbeatLatencyAvgMs)} | ${ratio(gl.heartbeatLatencyAvgMs, gs.heartbeatLatencyAvgMs)} |`,
+    `| batched: WAL bytes/heartbeat | ${gs.walBytesPerHeartbeat.toFixed(0)} | ${gl.walBytesPerHeartbeat.toFixed(0)} | ${ratio(gl.walBytesPerHeartbeat, gs.walBytesPerHeartbeat)} |`,
+    `| batched: full-page images/heartbeat | ${gs.fullPageImagesPerHeartbeat.toFixed(3)} | ${gl.fullPageImagesPerHeartbeat.toFixed(3)} | |`,
+    `| batched: pages in shared_buffers | ${pct(gs.heartbeatBufferHitRatio)} | ${pct(gl.heartbeatBufferHitRatio)} | |`,
     '',
     statusVerdict(growth),
+    '',
+    `Per round (${S} / ${L}):`,
+    '',
+    '| round | status p50 ms | status p99 ms | batched heartbeats/s |',
+    '|---:|---:|---:|---:|',
+    ...growth.small.reads.map((small, i) => {
+      const large = growth.large.reads[i]!;
+      return (
+        `| ${i + 1} | ${ms(small.p50Ms)} / ${ms(large.p50Ms)} | ${ms(small.p99Ms)} / ${ms(large.p99Ms)} | ` +
+        `${n(growth.small.heartbeats[i]!.rowsPerSecond)} / ${n(growth.large.heartbeats[i]!.rowsPerSecond)} |`
+      );
+    }),
     '',
   ];
   return lines.join('\n');
@@ -270,17 +367,58 @@ export function databaseBenchMarkdown(result: DatabaseBenchResult): string {
 
 // Private: the target line under the growth table.
 function statusVerdict(growth: DatabaseBenchResult['growth']): string {
-  const p50 = growth.large.readP50Ms / growth.small.readP50Ms;
-  const p99 = growth.large.readP99Ms / growth.small.readP99Ms;
+  const p50 = growth.large.median.readP50Ms / growth.small.median.readP50Ms;
+  const p99 = growth.large.median.readP99Ms / growth.small.median.readP99Ms;
   const met = (value: number) => (value <= STATUS_GROWTH_TARGET ? 'met' : 'not met');
-  return `Target: status latency at ${count(growth.large.rows)} rows within ${STATUS_GROWTH_TARGET}x of ${count(growth.small.rows)}: p50 ${p50.toFixed(2)}x (${met(p50)}), p99 ${p99.toFixed(2)}x (${met(p99)}).`;
+  return (
+    `Target: status latency at ${count(growth.large.rows)} rows within ${STATUS_GROWTH_TARGET}x of ${count(growth.small.rows)}: ` +
+    `p50 ${p50.toFixed(2)}x (${met(p50)}), p99 ${p99.toFixed(2)}x (${met(p99)}).`
+  );
+}
+
+function writeCeiling(statement: WriteRun['statement'], driver: WriteRun['driver'], runs: WriteRun[]): WriteCeiling {
+  const m = (pick: (run: WriteRun) => number) => median(runs.map(pick));
+  return {
+    statement,
+    driver,
+    runs,
+    median: {
+      seconds: m((r) => r.seconds),
+      statements: m((r) => r.statements),
+      statementsPerSecond: m((r) => r.statementsPerSecond),
+      rowsPerSecond: m((r) => r.rowsPerSecond),
+      latencyAvgMs: m((r) => r.latencyAvgMs),
+      walBytesPerRow: m((r) => r.walBytesPerRow),
+      fullPageImagesPerRow: m((r) => r.fullPageImagesPerRow),
+      bufferHitRatio: m((r) => r.bufferHitRatio),
+    },
+  };
+}
+
+function growthPoint(rows: number, reads: StatusReads[], heartbeats: WriteRun[]): GrowthPoint {
+  return {
+    rows,
+    reads,
+    heartbeats,
+    median: {
+      readP50Ms: median(reads.map((r) => r.p50Ms)),
+      readP99Ms: median(reads.map((r) => r.p99Ms)),
+      readAvgMs: median(reads.map((r) => r.avgMs)),
+      readBufferHitRatio: median(reads.map((r) => r.bufferHitRatio)),
+      heartbeatsPerSecond: median(heartbeats.map((r) => r.rowsPerSecond)),
+      heartbeatLatencyAvgMs: median(heartbeats.map((r) => r.latencyAvgMs)),
+      walBytesPerHeartbeat: median(heartbeats.map((r) => r.walBytesPerRow)),
+      fullPageImagesPerHeartbeat: median(heartbeats.map((r) => r.fullPageImagesPerRow)),
+      heartbeatBufferHitRatio: median(heartbeats.map((r) => r.bufferHitRatio)),
+    },
+  };
 }
 
 // ---------------------------------------------------------------------------
 // The bench database
 
-async function createBenchDatabase(url: string): Promise<{ name: string; url: string; drop(): Promise<void> }> {
-  const name = `pulse_bench_${process.pid}_${crypto.randomBytes(3).toString('hex')}`;
+async function createBenchDatabase(url: string, suffix: string): Promise<{ name: string; url: string; drop(): Promise<void> }> {
+  const name = `pulse_bench_${process.pid}_${crypto.randomBytes(3).toString('hex')}_${suffix}`;
   const onAdmin = async (work: (client: pg.Client) => Promise<unknown>) => {
     const client = new pg.Client({ connectionString: url, application_name: 'pulse-bench' });
     await client.connect();
@@ -300,6 +438,15 @@ async function createBenchDatabase(url: string): Promise<{ name: string; url: st
   };
 }
 
+async function migrate(url: string): Promise<void> {
+  const db = createDatabase({ url, poolMax: 1, connectionTimeoutMs: 10_000, statementTimeoutMs: 60_000, logger: silentLogger });
+  try {
+    await migrateToLatest(db, silentLogger);
+  } finally {
+    await db.destroy();
+  }
+}
+
 async function serverInfo(client: pg.Client): Promise<DatabaseBenchResult['server']> {
   const { rows } = await client.query<{ version: string; shared_buffers: string; synchronous_commit: string }>(
     `select split_part(version(), ' on ', 1) as version, current_setting('shared_buffers') as shared_buffers,
@@ -310,20 +457,20 @@ async function serverInfo(client: pg.Client): Promise<DatabaseBenchResult['serve
 }
 
 /**
- * Adds users `from + 1` to `to`, in statements of a million rows (so progress shows
+ * Adds users 1 to `to`, in statements of a million rows (so progress shows
  * and no one transaction grows with the table), then VACUUM ANALYZE: the visibility
  * map and hint bits are set and the planner knows the size, as on a table that has
  * lived for a while, so the first reads measured do not pay for the load.
  */
-async function loadRows(client: pg.Client, from: number, to: number, progress: (line: string) => void): Promise<void> {
+async function loadRows(client: pg.Client, to: number, progress: (line: string) => void): Promise<void> {
   const started = Date.now();
-  for (let low = from; low < to; low += 1_000_000) {
+  for (let low = 0; low < to; low += 1_000_000) {
     const high = Math.min(to, low + 1_000_000);
     await client.query('insert into pulse (user_id, last_hb) select g, now() from generate_series($1::bigint, $2::bigint) as g', [low + 1, high]);
     progress(`  loaded ${count(high)} / ${count(to)} rows`);
   }
   await client.query('vacuum analyze pulse');
-  progress(`loaded ${count(to - from)} rows and vacuumed in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  progress(`loaded ${count(to)} rows and vacuumed in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 }
 
 /** Samples the table's size, and the HOT share of the updates since the last sample. */
@@ -365,36 +512,25 @@ class TableStats {
 // ---------------------------------------------------------------------------
 // Measurements
 
-async function growthPoint(
-  url: string,
-  db: Database,
-  rows: number,
-  settings: { readCalls: number; readClients: number; clients: number; seconds: number },
-  progress: (line: string) => void,
-): Promise<GrowthPoint> {
-  progress(`status reads at ${count(rows)} rows: ${count(settings.readCalls)} calls of ${IDS_PER_READ} ids from ${settings.readClients} clients`);
-  const reads = await statusReads(db, rows, settings.readCalls, settings.readClients);
-  progress(`  p50 ${reads.p50.toFixed(2)} ms, p99 ${reads.p99.toFixed(2)} ms`);
-  progress(`batched heartbeats at ${count(rows)} rows: ${settings.clients} clients for ${settings.seconds} s`);
-  const heartbeats = await nodeWriteRun(url, 'batched', rows, settings.clients, settings.seconds);
-  progress(`  ${heartbeats.rowsPerSecond.toFixed(0)} heartbeats/s`);
-  return {
-    rows,
-    readCalls: settings.readCalls,
-    readClients: settings.readClients,
-    readP50Ms: reads.p50,
-    readP99Ms: reads.p99,
-    readAvgMs: reads.avg,
-    heartbeats,
-  };
-}
-
 /**
  * Status reads through findPulses itself, so the statement measured is the one
- * Pulse sends. A tenth as many unmeasured calls first warm the connections and
- * the caches the same way at every size.
+ * Pulse sends, over a pool of `clients` connections closed at the end (which makes
+ * the sessions report their statistics). A tenth as many unmeasured calls first
+ * warm the connections and the caches the same way at every size.
  */
-async function statusReads(db: Database, rows: number, calls: number, clients: number): Promise<{ p50: number; p99: number; avg: number }> {
+async function statusReads(url: string, admin: pg.Client, rows: number, calls: number, clients: number): Promise<StatusReads> {
+  const before = await bufferCounts(admin);
+  const db = createDatabase({ url, poolMax: clients, connectionTimeoutMs: 10_000, statementTimeoutMs: 60_000, logger: silentLogger });
+  let latencies: { p50: number; p99: number; avg: number };
+  try {
+    latencies = await measureReads(db, rows, calls, clients);
+  } finally {
+    await db.destroy();
+  }
+  return { p50Ms: latencies.p50, p99Ms: latencies.p99, avgMs: latencies.avg, bufferHitRatio: hitRatio(before, await bufferCounts(admin)) };
+}
+
+async function measureReads(db: Database, rows: number, calls: number, clients: number): Promise<{ p50: number; p99: number; avg: number }> {
   const read = () => findPulses(db, randomIds(rows, IDS_PER_READ), 30);
   const run = async (total: number) => {
     const latencies: number[] = [];
@@ -424,7 +560,7 @@ async function statusReads(db: Database, rows: number, calls: number, clients: n
  * `clients` connections, each sending the upsert again as soon as the previous one
  * committed (a closed loop), until `seconds` have passed.
  */
-async function nodeWriteRun(url: string, statement: 'single' | 'batched', rows: number, clients: number, seconds: number): Promise<WriteRun> {
+async function nodeWriteRun(url: string, statement: 'single' | 'batched', rows: number, clients: number, seconds: number): Promise<WalFreeRun> {
   const connections = await Promise.all(
     Array.from({ length: clients }, async () => {
       const client = new pg.Client({ connectionString: url, application_name: 'pulse-bench' });
@@ -477,7 +613,7 @@ async function pgbenchWriteRun(
   rows: number,
   clients: number,
   seconds: number,
-): Promise<WriteRun> {
+): Promise<WalFreeRun> {
   const folder = fs.mkdtempSync(path.join(os.tmpdir(), 'pulse-pgbench-'));
   // pgbench's variables are numbers or text, so the batch's id array is built by
   // a small query whose result \gset stores in :ids; the upsert then receives it as
@@ -548,6 +684,54 @@ async function heartbeatRound(url: string, rows: number, clients: number): Promi
   );
 }
 
+type WalFreeRun = Omit<WriteRun, 'walBytesPerRow' | 'fullPageImagesPerRow' | 'bufferHitRatio'>;
+
+/**
+ * Runs `run` and adds what it cost the server: WAL per heartbeat (every commit
+ * flushes it, and a full-page image is 8 kB for a change of a few dozen bytes) and
+ * how many of the pages it touched were already in shared_buffers.
+ */
+async function withWal(admin: pg.Client, run: () => Promise<WalFreeRun>): Promise<WriteRun> {
+  const [wal, buffers] = [await walCounts(admin), await bufferCounts(admin, false)];
+  const result = await run();
+  const [walAfter, buffersAfter] = [await walCounts(admin), await bufferCounts(admin, false)];
+  const rows = result.statements * (result.statement === 'single' ? 1 : BATCH_SIZE);
+  return {
+    ...result,
+    walBytesPerRow: (walAfter.bytes - wal.bytes) / rows,
+    fullPageImagesPerRow: (walAfter.fullPageImages - wal.fullPageImages) / rows,
+    bufferHitRatio: hitRatio(buffers, buffersAfter),
+  };
+}
+
+function hitRatio(before: { hits: number; reads: number }, after: { hits: number; reads: number }): number {
+  const hits = after.hits - before.hits;
+  return hits / (hits + after.reads - before.reads);
+}
+
+// Private: the server's WAL position (exact) and its count of full-page images
+// (reported by each session when it ends, or at most a second later, hence the pause).
+async function walCounts(admin: pg.Client): Promise<{ bytes: number; fullPageImages: number }> {
+  await sleep(1500);
+  await admin.query('select pg_stat_clear_snapshot()');
+  const { rows } = await admin.query<{ bytes: string; fpi: string }>(
+    `select pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0') as bytes, (select wal_fpi from pg_stat_wal) as fpi`,
+  );
+  return { bytes: Number(rows[0]!.bytes), fullPageImages: Number(rows[0]!.fpi) };
+}
+
+// Private: pages of pulse and its index found in shared_buffers, and read from
+// outside them (the OS cache or the disk), so far.
+async function bufferCounts(admin: pg.Client, pause = true): Promise<{ hits: number; reads: number }> {
+  if (pause) await sleep(1500);
+  await admin.query('select pg_stat_clear_snapshot()');
+  const { rows } = await admin.query<{ hits: string; reads: string }>(
+    `select coalesce(heap_blks_hit, 0) + coalesce(idx_blks_hit, 0) as hits, coalesce(heap_blks_read, 0) + coalesce(idx_blks_read, 0) as reads
+       from pg_statio_user_tables where relname = 'pulse'`,
+  );
+  return { hits: Number(rows[0]!.hits), reads: Number(rows[0]!.reads) };
+}
+
 // ---------------------------------------------------------------------------
 // Private helpers
 
@@ -571,9 +755,23 @@ function randomInt(below: number): number {
   return Math.floor(Math.random() * below);
 }
 
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
+
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!;
+}
+
+function n(value: number): string {
+  return Math.round(value).toLocaleString('en-US');
+}
+
+function pct(share: number): string {
+  return `${(share * 100).toFixed(1)}%`;
 }
 
 function count(rows: number): string {
