@@ -4,7 +4,9 @@
  *
  *  1. Write ceilings: the single-row heartbeat upsert against the 1000-row batched
  *     upsert, side by side, measured by a Node closed loop (always) and by pgbench
- *     (when it is installed).
+ *     (when it is installed). The Node driver runs everywhere Pulse runs (the
+ *     embedded PostgreSQL ships no pgbench), so every machine reports the same
+ *     rows; pgbench, a C client, shows whether Node's own CPU limited them.
  *  2. Size per row: the table and its primary key at the small size, freshly loaded
  *     and after one heartbeat for every row (churn), and at the large size.
  *  3. Growth: status read latency and batched heartbeat throughput at the small and
@@ -32,8 +34,8 @@ import type { UserId } from '../src/presence/user-id';
 
 export interface DatabaseBenchOptions {
   /**
-   * A PostgreSQL the bench may create a database on (`postgres://user@host/db`);
-   * the bench database is created next to the one named, then dropped.
+   * A PostgreSQL the bench may create databases on (`postgres://user@host/db`);
+   * the bench's two databases are created next to the one named, then dropped.
    */
   url: string;
   /** Called with one human-readable line per step, while the bench runs. */
@@ -288,8 +290,8 @@ export function databaseBenchMarkdown(result: DatabaseBenchResult): string {
     '',
     `${result.startedAt}, ${Math.round(result.durationSeconds)} s. Server: ${result.server.version} (shared_buffers ${result.server.sharedBuffers}, ` +
       `synchronous_commit ${result.server.synchronousCommit}). Client: Node ${result.machine.node}, ${result.machine.cores} cores (${result.machine.cpu}), ` +
-      `client and server on the same machine over loopback. Every figure is the median of ${settings.rounds} rounds; the runs compared alternate ` +
-      `within each round. Compare figures within this run only.`,
+      `client and server on the same machine over loopback. Every figure is the median of ${settings.rounds} rounds (each column its own median); ` +
+      `the runs compared alternate within each round. Compare figures within this run only.`,
     '',
     `## Write ceilings at ${count(writeCeilings.rows)} rows`,
     '',
@@ -348,6 +350,10 @@ export function databaseBenchMarkdown(result: DatabaseBenchResult): string {
     `| batched: pages in shared_buffers | ${pct(gs.heartbeatBufferHitRatio)} | ${pct(gl.heartbeatBufferHitRatio)} | |`,
     '',
     statusVerdict(growth),
+    '',
+    `shared_buffers holds ${result.server.sharedBuffers}: pages outside it come from the OS cache, at a cost per page. A full-page image (8 kB of WAL) is ` +
+      `written the first time a page changes after a checkpoint: a ${settings.seconds} s run over a large table touches mostly such pages, ` +
+      `while a steady load that revisits every page within a checkpoint interval pays it once per page and interval.`,
     '',
     `Per round (${S} / ${L}):`,
     '',
