@@ -13,13 +13,17 @@
  *   REDIS_URL=redis://127.0.0.1:6379 npm run bench  # adds the TTL-store comparator
  *
  * Settings (environment): BENCH_SECONDS (10 per scenario), BENCH_CONNECTIONS (50),
- * BENCH_USERS (200000), BENCH_DATABASE=off to skip the raw database part.
- * Writes bench/results/bench-<time>.md and .json. Stops by itself.
+ * BENCH_USERS (200000), BENCH_ONLY (scenario numbers, e.g. 3,4), BENCH_DATABASE=off to skip the raw database part (which
+ * bench/database.ts documents; `npm run bench:db` runs it alone). The whole run
+ * takes about 10 minutes on 2 cores.
+ * Pulse's own settings (HEARTBEAT_BATCH_WINDOW_MS, ...) pass through to the
+ * servers it starts. Writes bench/results/bench-<time>.md and .json. Stops by itself.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
+import { databaseBenchMarkdown, runDatabaseBench } from './database';
 import type { LoadKind, LoadResult, LoadSpec } from './load';
 import { benchDatabase, freePort, log, machineLabel, ROOT, startServer, stopServer } from './support';
 
@@ -74,13 +78,15 @@ async function main(): Promise<void> {
   const database = await benchDatabase('pulse_bench');
   log(`database: ${database.label}`);
   const results: Measured[] = [];
+  let databaseReport = '';
   // Where each phase's round robin over its users resumes: a user is heartbeated
   // again only after every other user of its half, so never within the
   // minimum write gap unless a run sends more than USERS / 2 heartbeats.
   const cursors = { measured: 0, warmup: 0 };
   try {
     await prefill(database.url);
-    for (const scenario of scenarios) {
+    const only = process.env.BENCH_ONLY?.split(',').map((n) => `${n.trim()}.`);
+    for (const scenario of scenarios.filter((s) => !only || only.some((prefix) => s.name.startsWith(prefix)))) {
       const reason = scenario.skip?.();
       if (reason) {
         log(`\n${scenario.name}: skipped (${reason})`);
@@ -96,11 +102,16 @@ async function main(): Promise<void> {
           (measured.statementsPerUnit !== null ? `, ${measured.statementsPerUnit.toFixed(4)} statements per ${measured.kind.includes('statuses') ? 'request' : 'heartbeat'}` : ''),
       );
     }
+    if (process.env.BENCH_DATABASE !== 'off') {
+      log('\nThe database alone: raw write ceilings, size per row, growth from 1M to 10M rows');
+      const result = await runDatabaseBench({ url: database.url, progress: (line) => log(`  ${line}`) });
+      databaseReport = databaseBenchMarkdown(result);
+    }
   } finally {
     await database.stop();
   }
 
-  const report = render(results, database.label, (Date.now() - started) / 1000);
+  const report = render(results, database.label, (Date.now() - started) / 1000) + (databaseReport ? `\n${databaseReport}` : '');
   const stamp = new Date().toISOString().slice(0, 19).replace(/:/g, '');
   const dir = path.join(ROOT, 'bench', 'results');
   fs.mkdirSync(dir, { recursive: true });

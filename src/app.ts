@@ -19,6 +19,7 @@ import { createSchema } from './graphql/schema';
 import { createRequestHandler } from './http/http-server';
 import { createPresenceStream } from './http/presence-stream';
 import { createRestRoutes } from './http/rest';
+import { createWebAssets } from './http/web-assets';
 import { LivePresence } from './live/live-presence';
 import type { UserId } from './presence/user-id';
 import { createPostgresBus } from './live/postgres-bus';
@@ -167,6 +168,8 @@ async function startOnDatabase(
         contextFor: (request) => createContext({ presence, tokens }, request),
         statusesMaxIds: config.presence.statusesMaxIds,
       }),
+      // Three heartbeats per threshold: one lost heartbeat never shows a user offline.
+      web: createWebAssets({ heartbeatIntervalMs: Math.min(10_000, (config.presence.thresholdSeconds * 1000) / 3) }),
     }),
   );
 
@@ -178,7 +181,7 @@ async function startOnDatabase(
   }
   const { port } = httpServer.address() as AddressInfo;
   const graphqlUrl = `http://localhost:${port}/graphql`;
-  logger.info(`Pulse is listening: GraphQL at ${graphqlUrl}`);
+  logger.info(`Pulse is listening: GraphQL at ${graphqlUrl}, the live page at http://localhost:${port}/`);
 
   const scheduler = startScheduler({
     db,

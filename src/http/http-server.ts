@@ -14,6 +14,7 @@ import type { Metrics } from '../observability/metrics';
 import type { PulseContext, RequestInfo } from '../graphql/context';
 import type { PresenceStream } from './presence-stream';
 import type { RestRoutes } from './rest';
+import type { WebAssets } from './web-assets';
 import { sendJson } from './send-json';
 
 export interface RequestHandlerOptions {
@@ -37,6 +38,8 @@ export interface RequestHandlerOptions {
   rest: RestRoutes;
   /** GraphQL subscriptions over Server-Sent Events, at /graphql/stream. */
   stream: PresenceStream;
+  /** The live page (/) and the browser client (/sdk.js). */
+  web: WebAssets;
 }
 
 /** Seconds a shed client is asked to wait before retrying. */
@@ -109,6 +112,7 @@ async function route(options: RequestHandlerOptions, info: RequestInfo, req: htt
     default:
       if (options.overloaded() && isRestPath(url.pathname)) return shed(res);
       if (await options.rest(req, res, url)) return;
+      if (req.method === 'GET' && (await options.web.serve(url.pathname, res))) return;
       return sendJson(res, 404, { error: `Not found: ${req.method} ${url.pathname}` });
   }
 }

@@ -3,13 +3,14 @@
  * by one statement, and each caller is answered only once that statement has
  * committed.
  *
- * A batch opens with its first heartbeat and closes when the window has passed
- * or it holds `maxSize` users. At most `maxInFlight` batch statements run at
- * once; a closed batch waits for a free slot, and meanwhile the next batch keeps
- * filling. So batches grow with the load by themselves: at a trickle each
- * heartbeat is written alone after the window, and when the database is the
- * bottleneck every statement carries everything that arrived while the previous
- * ones ran. Statements per heartbeat fall as load rises, which is the point.
+ * Heartbeats become due when the first of them has waited out the window, or
+ * when `maxSize` of them are waiting. Due heartbeats leave in one statement as
+ * soon as one of `maxInFlight` slots is free; while every slot is busy, everything
+ * that arrives joins them. So batches grow with the load by themselves: at a
+ * trickle each heartbeat is written alone after the window, and when the
+ * database is the bottleneck every statement carries everything that arrived
+ * while the previous ones ran. Statements per heartbeat fall as load rises,
+ * which is the point.
  *
  * Duplicates within a batch (several tabs of one user) share one row in the
  * statement and one answer. If the statement fails, exactly the heartbeats of
@@ -41,10 +42,10 @@ interface Waiter<T> {
 
 export class HeartbeatBatcher<T> {
   readonly #options: HeartbeatBatcherOptions<T>;
-  /** The open batch: one waiter per user, however many heartbeats they sent. */
-  #open = new Map<UserId, Waiter<T>>();
-  /** Batches closed but not yet started, oldest first (waiting for a free slot). */
-  readonly #closed: Map<UserId, Waiter<T>>[] = [];
+  /** Heartbeats not yet written: one waiter per user, however many heartbeats they sent. */
+  #pending = new Map<UserId, Waiter<T>>();
+  /** The oldest pending heartbeat has waited out the window (or the batch is full). */
+  #due = false;
   readonly #running = new Set<Promise<void>>();
   #timer: NodeJS.Timeout | NodeJS.Immediate | null = null;
 
@@ -52,24 +53,24 @@ export class HeartbeatBatcher<T> {
     this.#options = options;
   }
 
-  /** Adds `userId` to the open batch; resolves with their answer once it has committed. */
+  /** Adds `userId` to the next batch; resolves with their answer once it has committed. */
   submit(userId: UserId): Promise<T> {
-    const existing = this.#open.get(userId);
+    const existing = this.#pending.get(userId);
     if (existing) return existing.promise;
     const waiter = deferred<T>();
-    this.#open.set(userId, waiter);
-    if (this.#open.size >= this.#options.maxSize) {
-      this.#close();
-    } else if (this.#open.size === 1) {
+    this.#pending.set(userId, waiter);
+    if (this.#pending.size >= this.#options.maxSize) {
+      this.#markDue();
+    } else if (this.#pending.size === 1 && !this.#due) {
       this.#timer =
-        this.#options.windowMs > 0 ? setTimeout(() => this.#close(), this.#options.windowMs) : setImmediate(() => this.#close());
+        this.#options.windowMs > 0 ? setTimeout(() => this.#markDue(), this.#options.windowMs) : setImmediate(() => this.#markDue());
     }
     return waiter.promise;
   }
 
-  /** Heartbeats waiting to be written or being written now. */
+  /** Heartbeats waiting to be written (not counting those being written now). */
   get pending(): number {
-    return this.#open.size + this.#closed.reduce((n, batch) => n + batch.size, 0);
+    return this.#pending.size;
   }
 
   /**
@@ -78,33 +79,46 @@ export class HeartbeatBatcher<T> {
    * no heartbeat that arrived is dropped.
    */
   async flush(): Promise<void> {
-    this.#close();
-    while (this.#running.size > 0 || this.#closed.length > 0) {
+    this.#markDue();
+    while (this.#running.size > 0 || this.#pending.size > 0) {
       await Promise.allSettled([...this.#running]);
+      this.#startBatches();
     }
   }
 
-  // Private: the open batch stops taking heartbeats and queues for a slot.
-  #close(): void {
+  // Private: the pending heartbeats may be written as soon as a slot is free.
+  #markDue(): void {
     if (this.#timer) {
       clearTimeout(this.#timer as NodeJS.Timeout);
       clearImmediate(this.#timer as NodeJS.Immediate);
       this.#timer = null;
     }
-    if (this.#open.size === 0) return;
-    this.#closed.push(this.#open);
-    this.#open = new Map();
-    this.#startNext();
+    this.#due = true;
+    this.#startBatches();
   }
 
-  // Private: starts queued batches while slots are free. Called when a batch
-  // closes and when one finishes.
-  #startNext(): void {
-    while (this.#running.size < this.#options.maxInFlight && this.#closed.length > 0) {
-      const batch = this.#closed.shift()!;
+  // Private: while slots are free, takes up to maxSize pending heartbeats into a
+  // statement. Called when heartbeats become due and when a statement finishes:
+  // whatever arrived while every slot was busy leaves together in the next one.
+  #startBatches(): void {
+    while (this.#due && this.#pending.size > 0 && this.#running.size < this.#options.maxInFlight) {
+      let batch: Map<UserId, Waiter<T>>;
+      if (this.#pending.size <= this.#options.maxSize) {
+        batch = this.#pending;
+        this.#pending = new Map();
+      } else {
+        batch = new Map();
+        for (const [userId, waiter] of this.#pending) {
+          if (batch.size >= this.#options.maxSize) break;
+          batch.set(userId, waiter);
+          this.#pending.delete(userId);
+        }
+      }
+      // What remains is older than anything that arrives from now on: still due.
+      this.#due = this.#pending.size > 0;
       const run = this.#run(batch).finally(() => {
         this.#running.delete(run);
-        this.#startNext();
+        this.#startBatches();
       });
       this.#running.add(run);
     }

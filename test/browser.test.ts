@@ -1,0 +1,80 @@
+/**
+ * The live page end to end, in headless Chromium (Debian's `chromium`, driven by
+ * playwright-core): two people in two browser contexts, Alice follows Bob; Bob's
+ * page open shows him online to Alice, Bob's page closed shows him offline with a
+ * last-seen time once the (shortened) threshold has passed. Built only on the
+ * page, the browser client and the public API.
+ *
+ * Needs /usr/bin/chromium (CI installs it); skipped on a machine without it.
+ * PULSE_SCREENSHOT=docs writes the screenshot the README shows.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { createTestDatabase, type TestDatabase } from './support/test-database';
+import { startTestServer, type TestServer } from './support/test-server';
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const THRESHOLD_SECONDS = 3;
+const describeWithChromium = fs.existsSync(CHROMIUM) ? describe : describe.skip;
+
+describeWithChromium('the live page in Chromium', () => {
+  let t: TestDatabase;
+  let server: TestServer;
+  let browser: Browser;
+  let base: string;
+
+  beforeAll(async () => {
+    t = await createTestDatabase();
+    server = await startTestServer({
+      DATABASE_URL: t.url,
+      PRESENCE_THRESHOLD_SECONDS: String(THRESHOLD_SECONDS),
+      HEARTBEAT_MIN_WRITE_GAP_SECONDS: '0',
+    });
+    base = server.pulse.graphqlUrl.replace(/\/graphql$/, '');
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+    });
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await server.stop();
+    await t.destroy();
+  });
+
+  async function signUp(name: string): Promise<Page> {
+    const context = await browser.newContext({ viewport: { width: 760, height: 720 } });
+    const page = await context.newPage();
+    await page.goto(`${base}/`);
+    await page.getByTestId('signup-name').fill(name);
+    await page.getByTestId('signup').click();
+    await page.getByTestId('me-name').filter({ hasText: name }).waitFor();
+    return page;
+  }
+
+  it('shows Alice that Bob is online while his page is open, and offline with a last-seen time once he closes it', async () => {
+    const alice = await signUp('Alice');
+    const bob = await signUp('Bob');
+
+    await alice.getByTestId('search-input').fill('Bob');
+    await alice.getByTestId('search').click();
+    await alice.getByTestId('follow-Bob').click();
+    const bobForAlice = alice.getByTestId('following-Bob');
+    await bobForAlice.and(alice.locator('[data-state="ONLINE"]')).waitFor({ timeout: 10_000 });
+    expect(await bobForAlice.textContent()).toContain('online');
+
+    // Closing the page sends nothing: Bob goes offline when the threshold passes
+    // without a heartbeat, and Alice must hear of it within threshold + 5 s.
+    await bob.context().close();
+    await bobForAlice.and(alice.locator('[data-state="OFFLINE"]')).waitFor({ timeout: (THRESHOLD_SECONDS + 5) * 1000 });
+    expect(await bobForAlice.textContent()).toMatch(/last seen just now/);
+
+    const file = process.env.PULSE_SCREENSHOT === 'docs' ? path.resolve(__dirname, '..', 'docs', 'live-page.png') : path.join(os.tmpdir(), `pulse-live-page-${process.pid}.png`);
+    const png = await alice.screenshot({ path: file, fullPage: true });
+    expect(png.subarray(1, 4).toString()).toBe('PNG');
+    await alice.context().close();
+  });
+});
