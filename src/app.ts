@@ -127,6 +127,7 @@ async function startOnDatabase(
     readStatuses: (userIds, viewer) => presence.statuses(userIds, viewer),
     readTimesUntilChange: (userIds) => presence.timesUntilChange(userIds),
   });
+  metrics.observeLive(live);
   const users = new UserService(db, { onPresenceChange: presenceChanged });
   const settings = new SettingsService(db, { onPresenceChange: presenceChanged });
 

@@ -20,6 +20,8 @@ export interface Metrics {
   readonly jobRuns: Counter<'job' | 'outcome'>;
   /** Reports the pool's occupancy on every scrape. */
   observePool(pool: pg.Pool): void;
+  /** Reports live presence's subscriptions, watched users and timers on every scrape. */
+  observeLive(live: { readonly size: { subscriptions: number; watchedUsers: number; deadlines: number } }): void;
 }
 
 export function createMetrics(): Metrics {
@@ -57,6 +59,17 @@ export function createMetrics(): Metrics {
     registers: [registry],
   });
 
+  // A gauge read on every scrape, rather than kept up to date on every change.
+  const gauge = (name: string, help: string, read: () => number) =>
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.set(read());
+      },
+    });
+
   return {
     registry,
     heartbeats,
@@ -65,18 +78,14 @@ export function createMetrics(): Metrics {
     requestDuration,
     jobRuns,
     observePool(pool) {
-      const gauge = (name: string, help: string, read: () => number) =>
-        new Gauge({
-          name,
-          help,
-          registers: [registry],
-          collect() {
-            this.set(read());
-          },
-        });
       gauge('pulse_db_pool_in_use', 'Pool connections running a statement', () => pool.totalCount - pool.idleCount);
       gauge('pulse_db_pool_idle', 'Pool connections open and idle', () => pool.idleCount);
       gauge('pulse_db_pool_waiting', 'Requests waiting for a pool connection', () => pool.waitingCount);
+    },
+    observeLive(live) {
+      gauge('pulse_live_subscriptions', 'Open presenceChanged subscriptions on this process', () => live.size.subscriptions);
+      gauge('pulse_live_watched_users', 'Distinct users watched by them', () => live.size.watchedUsers);
+      gauge('pulse_live_timers', 'Watched users with a pending status change (going offline, a status expiring)', () => live.size.deadlines);
     },
   };
 }
