@@ -174,3 +174,29 @@ describe('health', () => {
     }
   });
 });
+
+describe('SQL-looking and unicode text in names and search', () => {
+  const sqlish = ["Robert'); drop table users; --", "x' or '1'='1", 'a%_\\', '٣ 𝟙 é 名前 🙂'];
+
+  it.each(sqlish)('stores the name %j as text, finds it, and touches nothing else', async (name) => {
+    const created = await raw(json({ query: 'mutation ($n: String!) { createUser(name: $n) { user { name } } }', variables: { n: name } }));
+    expect(created.body.data.createUser.user.name).toBe(name);
+    const found = await raw(json({ query: 'query ($q: String!) { searchUsers(query: $q) { edges { node { name } } } }', variables: { q: name } }));
+    expect(found.body.data.searchUsers.edges.map((e: { node: { name: string } }) => e.node.name)).toEqual([name]);
+  });
+
+  it('treats LIKE wildcards in a search as the characters they are', async () => {
+    const reply = await raw(json({ query: '{ searchUsers(query: "%%%") { edges { node { name } } } }' }));
+    expect(reply.body.data.searchUsers.edges).toEqual([]);
+  });
+
+  it.each([
+    ['a name with a NUL', 'mutation { createUser(name: "a\\u0000b") { token } }', /control character/],
+    ['an empty name', 'mutation { createUser(name: "   ") { token } }', /name/i],
+    ['a search with a NUL', '{ searchUsers(query: "a\\u0000") { edges { cursor } } }', /control character/],
+  ])('refuses %s with BAD_USER_INPUT', async (_case, query, message) => {
+    const reply = await raw(json({ query }));
+    expect(code(reply.body)).toBe('BAD_USER_INPUT');
+    expect(reply.body.errors[0].message).toMatch(message);
+  });
+});

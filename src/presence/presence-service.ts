@@ -86,7 +86,7 @@ export class PresenceService {
     await this.#batcher?.flush();
   }
 
-  /** Heartbeats buffered or being written right now. */
+  /** Heartbeats buffered for the next batch (not counting those being written). */
   get pendingHeartbeats(): number {
     return this.#batcher?.pending ?? 0;
   }
