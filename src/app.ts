@@ -170,6 +170,7 @@ async function startOnDatabase(
         statusesMaxIds: config.presence.statusesMaxIds,
       }),
       // Three heartbeats per threshold: one lost heartbeat never shows a user offline.
+      corsAllowedOrigins: config.http.corsAllowedOrigins,
       web: createWebAssets({ heartbeatIntervalMs: Math.min(10_000, (config.presence.thresholdSeconds * 1000) / 3) }),
     }),
   );

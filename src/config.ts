@@ -23,6 +23,8 @@ export interface Config {
      * instead of having an idle connection closed under a request.
      */
     readonly shutdownDrainMs: number;
+    /** Origins whose pages may call Pulse from a browser; '*': any (bearer tokens, no cookies). */
+    readonly corsAllowedOrigins: readonly string[] | '*';
   };
   readonly database: {
     /** Unset: Pulse runs its own embedded PostgreSQL under `dataDir`. */
@@ -133,6 +135,13 @@ const serverEnv = z.object({
   PORT: integer(0, 65535).default(4000),
   HTTP_BODY_LIMIT_BYTES: integer(1024, 50 * 1024 * 1024).default(100 * 1024),
   SHUTDOWN_DRAIN_MS: integer(0, 20_000).default(1000),
+  CORS_ALLOWED_ORIGINS: z
+    .string()
+    .trim()
+    .refine((v) => v === '*' || v.split(',').every((o) => /^https?:\/\/[^/\s]+$/.test(o.trim())), {
+      message: 'expected * or a comma-separated list of origins such as https://app.example.com',
+    })
+    .default('*'),
   PULSE_DATA_DIR: z.string().trim().min(1).default('data'),
   LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
 });
@@ -252,6 +261,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: { forS
       port: server.PORT,
       bodyLimitBytes: server.HTTP_BODY_LIMIT_BYTES,
       shutdownDrainMs: server.SHUTDOWN_DRAIN_MS,
+      corsAllowedOrigins: server.CORS_ALLOWED_ORIGINS === '*' ? '*' : server.CORS_ALLOWED_ORIGINS.split(',').map((o) => o.trim()),
     },
     database: {
       url: database.DATABASE_URL ?? null,

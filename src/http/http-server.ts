@@ -12,6 +12,7 @@ import { HeaderMap } from '@apollo/server';
 import type { Logger } from '../logger';
 import type { Metrics } from '../observability/metrics';
 import type { PulseContext, RequestInfo } from '../graphql/context';
+import { applyCors } from './cors';
 import type { PresenceStream } from './presence-stream';
 import type { RestRoutes } from './rest';
 import type { WebAssets } from './web-assets';
@@ -40,6 +41,8 @@ export interface RequestHandlerOptions {
   stream: PresenceStream;
   /** The live page (/) and the browser client (/sdk.js). */
   web: WebAssets;
+  /** Origins whose pages may call Pulse ('*': any). */
+  corsAllowedOrigins: readonly string[] | '*';
 }
 
 /** Seconds a shed client is asked to wait before retrying. */
@@ -63,6 +66,7 @@ export function createRequestHandler(options: RequestHandlerOptions): http.Reque
     // Node closes the connection after this response, so a keep-alive client
     // opens its next request elsewhere instead of on a socket about to close.
     if (options.draining()) res.setHeader('connection', 'close');
+    if (applyCors(options.corsAllowedOrigins, req, res)) return;
     const info: RequestInfo = { requestId, logger: logger.child({ requestId }), authorization: req.headers.authorization };
     route(options, info, req, res).catch((error: unknown) => {
       if (error instanceof HttpProblem) {
