@@ -20,8 +20,8 @@ interface Profile {
 }
 
 function where(url: string, fn: string): string {
-  if (!url) return fn === '(garbage collector)' ? 'garbage collection' : fn.startsWith('(') ? fn : 'V8 / native';
-  if (url.startsWith('node:')) return `Node core: ${url.slice(5).split('/')[0]}`;
+  if (!url) return fn === '(garbage collector)' ? 'garbage collection' : fn.startsWith('(') ? fn : `native: ${fn || '(anonymous)'}`;
+  if (url.startsWith('node:')) return `Node core: ${url.slice(5).split('/').slice(0, 2).join('/')}`;
   const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url)?.[1];
   if (pkg) return pkg;
   const own = /\/(src\/[^?]+)/.exec(url)?.[1];
@@ -43,7 +43,7 @@ function main(): void {
     totals.set(key, (totals.get(key) ?? 0) + us);
     all += us;
   });
-  const rows = [...totals].sort((a, b) => b[1] - a[1]).slice(0, 15);
+  const rows = [...totals].sort((a, b) => b[1] - a[1]).slice(0, 25);
   console.log(`busy CPU: ${(all / 1e6).toFixed(1)} s\n`);
   console.log('| where | share of busy CPU |\n|---|---:|');
   for (const [key, us] of rows) console.log(`| ${key} | ${((100 * us) / all).toFixed(1)}% |`);

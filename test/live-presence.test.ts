@@ -249,7 +249,7 @@ describe('a server that dies', () => {
     const s = await subscribe(`${watcher.pulse.graphqlUrl}/stream`, WATCH, { variables: { ids: ['61'] } });
     try {
       await s.next(isStatus('61', false));
-      await eventually(async () => (await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => null))?.ok === true);
+      await eventually(async () => (await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => null))?.ok === true, 45_000);
       const token = jwt.sign({ sub: '61' }, TEST_JWT_SECRET, { algorithm: 'HS256' });
       const beat = await fetch(`http://127.0.0.1:${port}/pulse`, { method: 'POST', headers: { authorization: `Bearer ${token}` } });
       expect(beat.status).toBe(204);
