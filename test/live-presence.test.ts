@@ -8,6 +8,7 @@
  */
 import { spawn } from 'node:child_process';
 import path from 'node:path';
+import Redis from 'ioredis';
 import jwt from 'jsonwebtoken';
 import { sql } from 'kysely';
 import { freePort } from './support/free-port';
@@ -93,6 +94,31 @@ describe.each(buses)('with the %s bus', (_bus, busEnv) => {
     await b.graphql('mutation { heartbeat { online } }', { token: b.token('42') });
     await marker.next(isStatus('42', true));
     expect(s.events).toHaveLength(1);
+  });
+
+  it('catches up on what it missed while its bus connection was down', async () => {
+    const s = await watch(a, ['81']);
+    await s.next(isStatus('81', false));
+    // Cut the bus under server A (both servers' listeners, on the PostgreSQL bus;
+    // on Redis, close the subscriber's client connection instead).
+    if (busEnv.REDIS_URL) {
+      const admin = new Redis(busEnv.REDIS_URL);
+      const clients = (await admin.client('LIST')) as string;
+      const subscribers = clients.split('\n').filter((line) => /cmd=subscribe|sub=1/.test(line));
+      for (const line of subscribers) await admin.client('KILL', 'ID', /id=(\d+)/.exec(line)![1]!);
+      admin.disconnect();
+      expect(subscribers.length).toBeGreaterThan(0);
+    } else {
+      const { rows } = await sql<{ n: number }>`
+        select count(pg_terminate_backend(pid))::int as n from pg_stat_activity
+        where application_name = 'pulse-listen' and datname = current_database()
+      `.execute(t.db);
+      expect(rows[0]!.n).toBeGreaterThan(0);
+    }
+    // The heartbeat's event is published while nobody listens...
+    await b.graphql('mutation { heartbeat { online } }', { token: b.token('81') });
+    // ...and A, once reconnected, re-reads what it watches.
+    await s.next(isStatus('81', true), 20_000);
   });
 
   it('frees what a subscriber watched when it leaves', async () => {

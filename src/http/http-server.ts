@@ -1,5 +1,7 @@
 /**
- * The HTTP front door: routes requests to GraphQL (Apollo) and the plain endpoints.
+ * The HTTP front door: routes requests to GraphQL (Apollo, /graphql), the event
+ * stream (/graphql/stream), the plain endpoints (/pulse, /status/...), the live
+ * page and browser client (/, /app.js, /sdk.js), and health and metrics.
  *
  * Node's own http module, with Apollo mounted through its integration API
  * (`executeHTTPGraphQLRequest`) instead of a web framework: the plain endpoints that
