@@ -147,6 +147,18 @@ describe('group commit', () => {
     }
   });
 
+  it('flush also writes heartbeats that arrive while it runs, and then finishes', async () => {
+    const presence = service({ batching: { windowMs: 60_000, maxSize: 1000, maxInFlight: 1 } });
+    const first = presence.heartbeat(id('1'));
+    const flushed = presence.flush();
+    // Arrives while the first statement runs (as a draining request would).
+    const late = presence.heartbeat(id('2'));
+    await flushed;
+    expect(presence.pendingHeartbeats).toBe(0);
+    expect((await Promise.all([first, late])).every((s) => s.online)).toBe(true);
+    expect(writes(t.statements)).toHaveLength(2);
+  });
+
   it('flush writes what is buffered without waiting for the window', async () => {
     const presence = service({ batching: { windowMs: 60_000, maxSize: 1000, maxInFlight: 1 } });
     const answers = Promise.all(ids(1, 3).map((u) => presence.heartbeat(u)));

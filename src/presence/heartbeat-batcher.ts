@@ -79,11 +79,13 @@ export class HeartbeatBatcher<T> {
    * no heartbeat that arrived is dropped.
    */
   async flush(): Promise<void> {
-    this.#markDue();
-    while (this.#running.size > 0 || this.#pending.size > 0) {
+    // Heartbeats that arrive while the flush runs (a request still draining at
+    // shutdown) are due at once too: each turn either starts them or waits for a
+    // statement that is running, so the loop never spins.
+    do {
+      this.#markDue();
       await Promise.allSettled([...this.#running]);
-      this.#startBatches();
-    }
+    } while (this.#running.size > 0 || this.#pending.size > 0);
   }
 
   // Private: the pending heartbeats may be written as soon as a slot is free.
