@@ -22,6 +22,9 @@ import type { UserStatus } from '../presence/user-status';
 import { EventQueue } from './event-queue';
 import type { PresenceBus } from './presence-bus';
 
+/** The longest a timer is set for; a later change is re-checked then. */
+const MAX_TIMER_MS = 10 * 60_000;
+
 /** Who is looking: a user id, or null for an anonymous viewer. */
 export type Viewer = UserId | null;
 
@@ -171,9 +174,10 @@ export class LivePresence {
     for (const id of ids) {
       const ms = left.get(id);
       if (ms === undefined) this.#clearDeadline(id);
-      // A little past the threshold, so the re-read finds them offline by the
-      // database's clock too.
-      else this.#setDeadline(id, now + Math.max(0, ms) + 250);
+      // A little past the moment, so the re-read finds the change by the
+      // database's clock too. A far-off expiry is looked at again after ten
+      // minutes instead, which keeps the wheel's buckets few.
+      else this.#setDeadline(id, now + Math.min(Math.max(0, ms) + 250, MAX_TIMER_MS));
     }
   }
 
