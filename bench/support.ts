@@ -73,7 +73,10 @@ export async function benchDatabase(prefix: string): Promise<BenchDatabase> {
  * 127.0.0.1:`port` and resolves once /readyz answers 200.
  */
 export function startServer(env: Record<string, string>, port: number, script = 'src/main.ts'): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', script], {
+  // BENCH_SERVER=dist runs the ahead-of-time build (`npm run build`) instead of
+  // the TypeScript sources under tsx.
+  const args = process.env.BENCH_SERVER === 'dist' ? [path.join('dist', script.replace(/\.ts$/, '.js'))] : ['--import', 'tsx', script];
+  const child = spawn(process.execPath, args, {
     cwd: ROOT,
     env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', NODE_ENV: 'production', ...env },
     stdio: ['ignore', 'inherit', 'pipe'],
