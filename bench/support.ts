@@ -58,14 +58,21 @@ export async function benchDatabase(prefix: string): Promise<BenchDatabase> {
   await client.connect();
   const version = (await client.query('show server_version')).rows[0].server_version as string;
   await client.end();
-  return {
-    url: embedded.url,
-    label: `embedded PostgreSQL ${version.split(' ')[0]}`,
-    stop: async () => {
-      await embedded.stop();
-      fs.rmSync(folder, { recursive: true, force: true });
-    },
+  const stop = async () => {
+    process.removeListener('SIGINT', interrupted);
+    process.removeListener('SIGTERM', interrupted);
+    await embedded.stop();
+    fs.rmSync(folder, { recursive: true, force: true });
   };
+  // A bench stopped with Ctrl-C or a timeout still stops its server and removes
+  // its folder, instead of leaving a PostgreSQL running in /tmp.
+  const interrupted = (signal: NodeJS.Signals) => {
+    log(`\n${signal}: stopping the bench's PostgreSQL`);
+    void stop().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', interrupted);
+  process.once('SIGTERM', interrupted);
+  return { url: embedded.url, label: `embedded PostgreSQL ${version.split(' ')[0]}`, stop };
 }
 
 /**
