@@ -127,9 +127,15 @@ describe('watchPresence', () => {
       return new Response(new Blob([refusal]).stream(), { status: 200 });
     });
     const errors: Array<string | undefined> = [];
-    const watch = watchPresence({ url: 'http://pulse.test', ids: ['1'], fetch, maxBackoffMs: 10, onConnection: (c) => errors.push(c.error) }, () => {});
-    await new Promise((r) => setTimeout(r, 100));
-    watch.close();
+    jest.useFakeTimers();
+    try {
+      const watch = watchPresence({ url: 'http://pulse.test', ids: ['1'], fetch, maxBackoffMs: 10, onConnection: (c) => errors.push(c.error) }, () => {});
+      // Far longer than any retry could wait, on the fake clock.
+      await jest.advanceTimersByTimeAsync(60_000);
+      watch.close();
+    } finally {
+      jest.useRealTimers();
+    }
     expect(fetch).toHaveBeenCalledTimes(1);
     expect(errors).toContain('Too many ids');
   });

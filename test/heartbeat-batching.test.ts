@@ -110,7 +110,17 @@ describe('group commit', () => {
       answered = true;
       return status;
     });
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // Wait until the batch's statement is blocked on that lock (no fixed sleep;
+    // asked outside the locker's transaction, whose view of the statistics is
+    // fixed at its start).
+    for (;;) {
+      const { rows } = await sql<{ n: number }>`
+        select count(*)::int as n from pg_stat_activity
+        where datname = current_database() and wait_event_type = 'Lock' and query like '%insert into pulse%'
+      `.execute(t.db);
+      if (rows[0]!.n > 0) break;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
     const stillAnswered = answered;
     const [meanwhile] = (await lastHeartbeats(['5'])).values();
     await locker.query('commit');

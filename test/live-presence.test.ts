@@ -192,10 +192,7 @@ describe('what each subscriber may see', () => {
     await t.destroy();
   });
 
-  async function signUp(name: string): Promise<{ id: string; token: string }> {
-    const reply = await server.graphql(`mutation { createUser(name: "${name}") { user { id } token } }`);
-    return { id: reply.body.data!.createUser.user.id, token: reply.body.data!.createUser.token };
-  }
+  const signUp = (name: string) => server.signUp(name);
   const watchAs = async (token: string | undefined, ids?: string[]) => {
     const s = await subscribe(`${server.pulse.graphqlUrl}/stream`, LIVE, { variables: ids ? { ids } : {}, token });
     open.push(s);

@@ -165,7 +165,12 @@ it('on SIGTERM, writes the heartbeats still waiting for their batch and answers 
     });
     return { status: response.status, body: (await response.json()) as { data: { heartbeat: unknown } } };
   });
-  await new Promise((resolve) => setTimeout(resolve, 300));
+  // Signal once the server holds all 20 (accepted, none answered yet).
+  for (;;) {
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    if (/^pulse_heartbeats_total\{outcome="accepted"\} 20$/m.test(metrics)) break;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
   pulse.signal('SIGTERM');
 
   const answered = await Promise.all(replies);

@@ -45,12 +45,7 @@ beforeEach(async () => {
   carol = await signUp('carol');
 });
 
-async function signUp(name: string): Promise<Person> {
-  const reply = await server.graphql('mutation ($name: String!) { createUser(name: $name) { user { id } token } }', {
-    variables: { name },
-  });
-  return { id: reply.body.data!.createUser.user.id, token: reply.body.data!.createUser.token };
-}
+const signUp = (name: string): Promise<Person> => server.signUp(name);
 
 /** What `viewer` (null: anonymous) sees of `target`. */
 async function seen(viewer: Person | null, target: Person): Promise<SeenStatus> {

@@ -26,12 +26,7 @@ beforeEach(async () => {
 
 const CREATE = 'mutation ($name: String!) { createUser(name: $name) { user { id name createdAt } token } }';
 
-async function signUp(name: string): Promise<{ id: string; name: string; token: string }> {
-  const reply = await server.graphql(CREATE, { variables: { name } });
-  expect(reply.body.errors).toBeUndefined();
-  const { user, token } = reply.body.data!.createUser;
-  return { id: user.id, name: user.name, token };
-}
+const signUp = (name: string) => server.signUp(name);
 
 function errorCode(reply: { body: { errors?: Array<{ extensions?: { code?: string } }> } }): string | undefined {
   return reply.body.errors?.[0]?.extensions?.code;

@@ -16,7 +16,7 @@ import type { Metrics } from '../observability/metrics';
 import type { PulseContext, RequestInfo } from '../graphql/context';
 import { applyCors } from './cors';
 import type { PresenceStream } from './presence-stream';
-import type { RestRoutes } from './rest';
+import { restRouteOf, type RestRoutes } from './rest';
 import type { WebAssets } from './web-assets';
 import { sendJson } from './send-json';
 
@@ -116,7 +116,7 @@ async function route(options: RequestHandlerOptions, info: RequestInfo, req: htt
       return sendJson(res, readiness.ready ? 200 : 503, readiness);
     }
     default:
-      if (options.overloaded() && isRestPath(url.pathname)) return shed(res);
+      if (options.overloaded() && restRouteOf(url.pathname)) return shed(res);
       if (await options.rest(req, res, url)) return;
       if (req.method === 'GET' && (await options.web.serve(url.pathname, res))) return;
       return sendJson(res, 404, { error: `Not found: ${req.method} ${url.pathname}` });
@@ -178,10 +178,6 @@ function readBody(req: http.IncomingMessage, limit: number): Promise<string> {
     req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
     req.on('error', reject);
   });
-}
-
-function isRestPath(path: string): boolean {
-  return path === '/pulse' || path === '/heartbeat' || path.startsWith('/status/');
 }
 
 function shed(res: http.ServerResponse): void {

@@ -84,23 +84,16 @@ export function createRestRoutes(deps: RestDependencies): RestRoutes {
 
   return async (req, res, url) => {
     const path = url.pathname;
-    let route: string;
-    let handle: () => Promise<void>;
-    if (path === '/pulse' || path === '/heartbeat') {
-      route = `POST ${path}`;
-      handle = () => heartbeat(req, res);
-      if (req.method !== 'POST') return methodNotAllowed(req, res, 'POST');
-    } else if (path === '/status/profile') {
-      route = 'GET /status/profile';
-      handle = () => profile(req, url, res);
-      if (req.method !== 'GET') return methodNotAllowed(req, res, 'GET');
-    } else if (path.startsWith('/status/') && path.indexOf('/', '/status/'.length) === -1) {
-      route = 'GET /status/:id';
-      handle = () => one(req, path.slice('/status/'.length), res);
-      if (req.method !== 'GET') return methodNotAllowed(req, res, 'GET');
-    } else {
-      return false;
-    }
+    const route = restRouteOf(path);
+    if (!route) return false;
+    const allowed = route === 'POST /pulse' ? 'POST' : 'GET';
+    if (req.method !== allowed) return methodNotAllowed(req, res, allowed);
+    const handle =
+      route === 'POST /pulse'
+        ? () => heartbeat(req, res)
+        : route === 'GET /status/profile'
+          ? () => profile(req, url, res)
+          : () => one(req, path.slice('/status/'.length), res);
 
     const stop = metrics?.requestDuration.startTimer({ operation: `rest:${route}` });
     try {
@@ -115,6 +108,14 @@ export function createRestRoutes(deps: RestDependencies): RestRoutes {
     }
     return true;
   };
+}
+
+/** Which REST route serves `path`, or null when none does (POST /heartbeat is POST /pulse). */
+export function restRouteOf(path: string): 'POST /pulse' | 'GET /status/profile' | 'GET /status/:id' | null {
+  if (path === '/pulse' || path === '/heartbeat') return 'POST /pulse';
+  if (path === '/status/profile') return 'GET /status/profile';
+  if (path.startsWith('/status/') && path.indexOf('/', '/status/'.length) === -1) return 'GET /status/:id';
+  return null;
 }
 
 /** A status as JSON: the same fields and spelling as GraphQL's UserStatus. */

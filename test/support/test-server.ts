@@ -29,6 +29,8 @@ export interface TestServer {
   statements: string[];
   graphql(query: string, options?: { variables?: unknown; token?: string; headers?: Record<string, string> }): Promise<GraphQLReply>;
   token(userId: string, expiresInSeconds?: number): string;
+  /** Signs `name` up through `createUser`; fails the test if that is refused. */
+  signUp(name: string): Promise<{ id: string; name: string; token: string }>;
   stop(): Promise<void>;
 }
 
@@ -43,7 +45,7 @@ export interface GraphQLReply {
 export async function startTestServer(env: Record<string, string | undefined>, logger: Logger = silentLogger): Promise<TestServer> {
   const statements: string[] = [];
   const pulse = await startPulse(testConfig(env), logger, { onStatement: (sql) => statements.push(sql) });
-  return {
+  const server: TestServer = {
     pulse,
     statements,
     async graphql(query, options = {}) {
@@ -59,6 +61,13 @@ export async function startTestServer(env: Record<string, string | undefined>, l
       return { status: response.status, body: (await response.json()) as GraphQLReply['body'] };
     },
     token: (userId, expiresInSeconds = 3600) => pulse.tokens.sign(userId as never, expiresInSeconds),
+    async signUp(name) {
+      const reply = await server.graphql('mutation ($name: String!) { createUser(name: $name) { user { id name } token } }', { variables: { name } });
+      if (reply.body.errors) throw new Error(`sign-up of ${JSON.stringify(name)} refused: ${reply.body.errors[0]!.message}`);
+      const { user, token } = reply.body.data!.createUser;
+      return { id: user.id, name: user.name, token };
+    },
     stop: () => pulse.stop(),
   };
+  return server;
 }
