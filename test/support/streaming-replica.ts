@@ -87,8 +87,13 @@ export async function startStreamingReplica(database = 'pulse'): Promise<Streami
       }
     }
   };
-  // Even if the test run is torn down without afterAll, no server outlives it.
-  process.once('exit', stopAll);
+  // Even if the test run is torn down without afterAll, no server outlives it,
+  // nor its folder.
+  const onExit = () => {
+    stopAll();
+    fs.rmSync(folder, { recursive: true, force: true });
+  };
+  process.once('exit', onExit);
 
   const pgCtl = (dir: string, ...args: string[]) => run(...asPostgres(path.join(POSTGRES_BIN, 'pg_ctl'), ['-D', dir, ...args]));
   const start = async (dir: string) => {
@@ -169,7 +174,7 @@ export async function startStreamingReplica(database = 'pulse'): Promise<Streami
       if (destroyed) return;
       destroyed = true;
       stopAll();
-      process.removeListener('exit', stopAll);
+      process.removeListener('exit', onExit);
       fs.rmSync(folder, { recursive: true, force: true });
     },
   };
