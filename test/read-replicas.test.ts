@@ -51,8 +51,11 @@ describeWithReplica('read replicas', () => {
   }, 120_000);
 
   afterAll(async () => {
-    await server?.stop();
-    await replica?.destroy();
+    try {
+      await server?.stop();
+    } finally {
+      await replica?.destroy();
+    }
   });
 
   // The status read is the one statement that joins presence_settings and
