@@ -8,8 +8,9 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { sql } from 'kysely';
+import { createPool } from '../src/db/database';
 import { startEmbeddedPostgres } from '../src/db/embedded-postgres';
-import { silentLogger } from '../src/logger';
+import { createLogger, silentLogger } from '../src/logger';
 import { freePort } from './support/free-port';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
 import { startTestServer, type GraphQLReply, type TestServer } from './support/test-server';
@@ -59,6 +60,41 @@ describe('on a shared database', () => {
     await new Promise((r) => setTimeout(r, 200)); // let the pool see the closed sockets
     const reply = await server.graphql(STATUS);
     expect(ok(reply)).toBe(true);
+  });
+
+  it('survives losing a connection while it is checked out, logs it once, and the next query gets a fresh one', async () => {
+    const lines: string[] = [];
+    const pool = createPool({
+      url: t.url,
+      poolMax: 1,
+      connectionTimeoutMs: 2_000,
+      statementTimeoutMs: 2_000,
+      logger: createLogger('warn', (line) => lines.push(line)),
+    });
+    try {
+      // Held between statements, as a session (retention's advisory lock) holds
+      // it, or as a query's client is between its answer and its release.
+      const client = await pool.connect();
+      const { rows } = await client.query<{ pid: number }>('select pg_backend_pid() as pid');
+      const ended = new Promise((resolve) => client.once('end', resolve));
+      const admin = new pg.Client({ connectionString: t.url });
+      await admin.connect();
+      try {
+        await admin.query('select pg_terminate_backend($1)', [rows[0]!.pid]);
+      } finally {
+        await admin.end();
+      }
+      await ended;
+      client.release();
+
+      const after = await pool.query<{ pid: number }>('select pg_backend_pid() as pid');
+      expect(after.rows[0]!.pid).not.toBe(rows[0]!.pid);
+      const lost = lines.map((l) => JSON.parse(l)).filter((e) => e.msg === 'database: connection lost');
+      expect(lost).toHaveLength(1);
+      expect(lost[0].error).toMatchObject({ code: '57P01', message: expect.stringMatching(/terminating connection/) });
+    } finally {
+      await pool.end();
+    }
   });
 
   it('answers UNAVAILABLE (503) when a statement outlives the statement timeout, sheds the overflow, and does not wedge', async () => {
