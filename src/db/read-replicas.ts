@@ -97,11 +97,6 @@ export class ReadReplicas {
         logger: options.logger,
         applicationName: 'pulse-read',
       });
-      // A replica going away ends its connections while some are checked out
-      // between statements, where pg-pool does not listen; an `error` event with
-      // no listener would end the process. The read in flight learns of the loss
-      // through its own promise, and the check marks the replica down.
-      pool.on('connect', (client) => client.on('error', () => {}));
       const db = createDatabase({
         url,
         pool,
