@@ -4,7 +4,10 @@
  * primary; a replica that stops, or falls too far behind, is skipped (reads keep
  * working) and used again when it is back.
  */
-import { createLogger } from '../src/logger';
+import { createDatabase } from '../src/db/database';
+import { ReadReplicas, type ReadRoute } from '../src/db/read-replicas';
+import { createLogger, silentLogger } from '../src/logger';
+import { freePort } from './support/free-port';
 import { subscribe } from './support/event-stream';
 import { startStreamingReplica, streamingReplicaUnavailable, type StreamingReplica } from './support/streaming-replica';
 import { startTestServer, type GraphQLReply, type TestServer } from './support/test-server';
@@ -173,6 +176,42 @@ describeWithReplica('read replicas', () => {
     const replicaAfter = await statusReadsOn('replica');
     expect((await server.graphql(`{ status(id: "${dana.id}") { online } }`)).body.data!.status.online).toBe(true);
     expect(await statusReadsOn('replica')).toBeGreaterThan(replicaAfter);
+  });
+
+  it('never reads from a server that is not a standby, nor from one that is not there at start', async () => {
+    const primary = createDatabase({
+      url: replica.primaryUrl(),
+      poolMax: 2,
+      connectionTimeoutMs: 2000,
+      statementTimeoutMs: 5000,
+      logger: silentLogger,
+    });
+    const lines: string[] = [];
+    const routes: ReadRoute[] = [];
+    // The primary itself (as a promoted replica would be), and a port nobody listens on.
+    const replicas = new ReadReplicas({
+      primary,
+      urls: [replica.primaryUrl(), `postgres://postgres@127.0.0.1:${await freePort()}/pulse`],
+      maxLagSeconds: MAX_LAG_SECONDS,
+      checkIntervalMs: 60_000,
+      poolMax: 2,
+      connectionTimeoutMs: 2000,
+      statementTimeoutMs: 5000,
+      logger: createLogger('info', (line) => lines.push(line)),
+      onRead: (route) => routes.push(route),
+    });
+    try {
+      await replicas.start();
+      expect(replicas.health.map((r) => r.state)).toEqual(['not-standby', 'down']);
+      expect(lines.some((line) => /not a standby \(pg_is_in_recovery\(\) is false\)/.test(line))).toBe(true);
+      expect(lines.some((line) => /unreachable/.test(line))).toBe(true);
+      const answer = await replicas.read(async (db) => db.selectFrom('pulse').select((eb) => eb.fn.countAll().as('n')).executeTakeFirst());
+      expect(answer).toBeDefined();
+      expect(routes).toEqual(['primary']);
+    } finally {
+      await replicas.close();
+      await primary.destroy();
+    }
   });
 
   it('shows a subscriber a user who came online just before it subscribed, even if the replica has not replayed it', async () => {
