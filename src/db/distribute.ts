@@ -139,6 +139,29 @@ export async function distributeTables(db: Kysely<any>, pendingMigrations: reado
   return { citusVersion: role[0]!.version ?? citus[0]!.version, workers: Number(workers[0]!.count), steps };
 }
 
+/** Where Pulse's tables live, as a running Pulse needs to know it. */
+export interface Distribution {
+  /** pulse is a Citus distributed table. */
+  citus: boolean;
+  /** This connection is to the Citus coordinator (always true on plain PostgreSQL). */
+  coordinator: boolean;
+  /** Worker nodes holding shards (0 on plain PostgreSQL). */
+  workers: number;
+}
+
+/** Whether `db` is a Citus cluster with pulse distributed, and which node this is. */
+export async function findDistribution(db: Kysely<any>): Promise<Distribution> {
+  const { rows: citus } = await sql`select 1 from pg_extension where extname = 'citus'`.execute(db);
+  if (citus.length === 0) return { citus: false, coordinator: true, workers: 0 };
+  const { rows } = await sql<{ distributed: boolean; coordinator: boolean; workers: string }>`
+    select exists (select 1 from pg_dist_partition where logicalrelid = to_regclass('pulse') and partmethod = 'h') as distributed,
+           citus_is_coordinator() as coordinator,
+           (select count(*) from pg_dist_node where isactive and noderole = 'primary' and groupid <> 0) as workers
+  `.execute(db);
+  const row = rows[0]!;
+  return { citus: row.distributed, coordinator: row.coordinator, workers: Number(row.workers) };
+}
+
 // Private: Pulse's tables that Citus already knows, with how they are distributed.
 async function distributedTables(
   db: Kysely<any>,

@@ -50,8 +50,19 @@ export async function recordHeartbeats(
   thresholdSeconds: number,
   minWriteGapSeconds: number,
   notifyChannel: string | null = null,
+  citus = false,
 ): Promise<HeartbeatRow[]> {
   if (userIds.length === 0) return [];
+  // The heartbeat rows, in lock order. On PostgreSQL, one array parameter: the
+  // statement text is the same for every batch and cheap to plan. On Citus
+  // (`citus`: pulse is distributed), a VALUES list instead: Citus splits it by
+  // shard and writes over one connection per worker, where INSERT ... SELECT
+  // FROM unnest goes through the coordinator with a COPY, a new connection and a
+  // two-phase commit per shard touched (docs/scale-out.md has the figures).
+  const heartbeatRows = citus
+    ? sql`values ${sql.join(userIds.map((id) => sql`(${id}::bigint, now())`))}`
+    : sql`select user_id, now() from unnest(${sql.val(userIds)}::bigint[]) with ordinality as t(user_id, position)
+      order by position`;
   const threshold = sql`make_interval(secs => ${thresholdSeconds})`;
   // With a channel, the statement also NOTIFYs the users it brought online, 300
   // ids per message (a NOTIFY payload must stay under 8000 bytes). NOTIFY is
@@ -73,15 +84,15 @@ export async function recordHeartbeats(
   // of a written row, and the current one of a skipped row, which the upsert
   // left alone. It tells who came online with this heartbeat, with no second
   // statement. On PostgreSQL every part of one statement shares its snapshot, so
-  // the order of the CTEs does not matter; Citus runs them one after the other,
-  // in the order written, so `before` comes first or it would read the write.
+  // the order of the CTEs does not matter; Citus runs materialised CTEs one after
+  // the other, in the order written, so `before` comes first and is MATERIALIZED
+  // (inlined into the final SELECT, it would run after the write and read it).
   const { rows } = await sql<HeartbeatRow>`
-    with before as (
+    with before as materialized (
       select user_id, last_hb from pulse where user_id = any(${sql.val(userIds)}::bigint[])
     ), heartbeat as (
       insert into pulse (user_id, last_hb)
-      select user_id, now() from unnest(${sql.val(userIds)}::bigint[]) with ordinality as t(user_id, position)
-      order by position
+      ${heartbeatRows}
       on conflict (user_id) do update set last_hb = excluded.last_hb
       where excluded.last_hb - pulse.last_hb >= make_interval(secs => ${minWriteGapSeconds})
       returning user_id, last_hb

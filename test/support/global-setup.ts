@@ -9,6 +9,7 @@ import path from 'node:path';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../src/db/embedded-postgres';
 import { redactUrl } from '../../src/db/database';
 import { silentLogger } from '../../src/logger';
+import { probeCitus } from './citus-database';
 import { freePort } from './free-port';
 
 declare global {
@@ -17,6 +18,7 @@ declare global {
 }
 
 export default async function globalSetup(): Promise<void> {
+  await decideCitus();
   const external = process.env.TEST_DATABASE_URL || process.env.DATABASE_URL;
   if (external) {
     process.env.PULSE_TEST_ADMIN_URL = external;
@@ -36,4 +38,16 @@ export default async function globalSetup(): Promise<void> {
   globalThis.__pulseTestPostgres = { server, folder };
   process.env.PULSE_TEST_ADMIN_URL = server.url;
   process.stdout.write(`\ntests use an embedded PostgreSQL at ${server.url}\n`);
+}
+
+// Private: the Citus tests run when TEST_CITUS_URL's cluster answers; otherwise
+// they are skipped, and the reason is said once here and in their title.
+async function decideCitus(): Promise<void> {
+  const skipped = await probeCitus(process.env);
+  if (skipped) {
+    process.env.PULSE_TEST_CITUS_SKIPPED = skipped;
+    process.stdout.write(`\nCitus tests skipped: ${skipped}\n`);
+  } else {
+    process.stdout.write(`\nCitus tests use the coordinator at ${redactUrl(process.env.TEST_CITUS_URL!)}\n`);
+  }
 }
