@@ -8,7 +8,10 @@
  *   DATABASE_URL=postgres://postgres@127.0.0.1:5433/scratch npm run -s bench:citus-plans
  *
  * DATABASE_URL must name a Citus coordinator after `npm run migrate -- distribute`.
- * EXPLAIN without ANALYZE: nothing is written.
+ * EXPLAIN without ANALYZE: nothing is written. With CITUS_TIMING=1 it then also
+ * times the two forms of the heartbeat write side by side (50 users a batch,
+ * alternating, ROUNDS of each, default 10), which writes pulse rows for ids from
+ * 800,000,000 up: use a scratch database.
  */
 import { sql, type CompiledQuery, type QueryExecutorProvider } from 'kysely';
 import { createDatabase, type Database } from '../src/db/database';
@@ -116,6 +119,7 @@ async function main(): Promise<void> {
   if (!url) throw new Error('Set DATABASE_URL to a distributed Citus database (its coordinator)');
   const db = createDatabase({ url, poolMax: 1, connectionTimeoutMs: 5000, statementTimeoutMs: 60_000, logger: createLogger('warn') });
   try {
+    if (process.env.CITUS_TIMING === '1') await timeHeartbeatForms(db, Number(process.env.ROUNDS ?? 10));
     for (const [name, query] of statements(db)) {
       const compiled = query.compile(db);
       const text = compiled.sql.replace(/\$(\d+)/g, (_, i: string) => literal(compiled.parameters[Number(i) - 1]));
@@ -126,6 +130,30 @@ async function main(): Promise<void> {
   } finally {
     await db.destroy();
   }
+}
+
+// Private: median milliseconds of a 50-user heartbeat write in each form, on one
+// connection, alternating so both see the same machine load.
+async function timeHeartbeatForms(db: Database, rounds: number): Promise<void> {
+  const times: Record<'values' | 'unnest', number[]> = { values: [], unnest: [] };
+  for (let round = 0; round < rounds; round++) {
+    for (const form of round % 2 ? (['unnest', 'values'] as const) : (['values', 'unnest'] as const)) {
+      // New users every time, as when users come online: every row is an insert.
+      const batch = Array.from({ length: 50 }, (_, i) => String(800_000_000 + (round * 2 + (form === 'values' ? 0 : 1)) * 100_000 + i * 7919));
+      const rows =
+        form === 'values'
+          ? sql`values ${sql.join(batch.map((id) => sql`(${id}::bigint, now())`))}`
+          : sql`select user_id, now() from unnest(${batch}::bigint[]) with ordinality as t(user_id, position) order by position`;
+      const started = process.hrtime.bigint();
+      await sql`insert into pulse (user_id, last_hb) ${rows} on conflict (user_id) do update set last_hb = excluded.last_hb`.execute(db);
+      times[form].push(Number(process.hrtime.bigint() - started) / 1e6);
+    }
+  }
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  const [values, unnest] = [median(times.values), median(times.unnest)];
+  process.stdout.write(
+    `heartbeat write of 50 new users, median of ${rounds}: VALUES ${values.toFixed(0)} ms, unnest ${unnest.toFixed(0)} ms (unnest/VALUES ${(unnest / values).toFixed(1)}x)\n`,
+  );
 }
 
 main().catch((error: unknown) => {
