@@ -92,12 +92,6 @@ async function startOnDatabase(
 ): Promise<Pulse> {
   const { db } = connection;
   await waitForDatabase(db, connection.description, config.database.startupAttempts, logger);
-  if (config.database.migrateOnStart) {
-    await migrateToLatest(db, logger);
-  } else {
-    logger.info('migrations: skipped (MIGRATE_ON_START=false); run `npm run migrate -- latest`');
-  }
-
   const distribution = await findDistribution(db);
   if (distribution.citus) {
     logger.info(`database: Citus, pulse distributed over ${distribution.workers} worker node(s)`);
@@ -105,11 +99,18 @@ async function startOnDatabase(
     // coordinator every instance's heartbeat statement notifies there (see
     // recordHeartbeats); instances connected to different nodes would not hear
     // each other.
+    // (Checked before migrations, which must run on the coordinator too.)
     if (!distribution.coordinator && !config.events.redisUrl) {
       throw new StartupError(
         'DATABASE_URL points at a Citus worker, where live events (LISTEN/NOTIFY) reach only the instances connected to that same node: point DATABASE_URL at the coordinator, or set REDIS_URL.',
       );
     }
+  }
+
+  if (config.database.migrateOnStart) {
+    await migrateToLatest(db, logger);
+  } else {
+    logger.info('migrations: skipped (MIGRATE_ON_START=false); run `npm run migrate -- latest`');
   }
 
   const tokens = createTokenIssuer(resolveJwtSecret(config, logger));

@@ -182,6 +182,12 @@ describeCitus(title('Pulse on Citus'), () => {
       on conflict (user_id) do update set last_hb = excluded.last_hb
     `.execute(db);
 
+  it('refuses to start on a worker node with the PostgreSQL bus, saying why', async () => {
+    await expect(startTestServer({ DATABASE_URL: database.workerUrls[0]!, MIGRATE_ON_START: 'false' })).rejects.toThrow(
+      /DATABASE_URL points at a Citus worker.*point DATABASE_URL at the coordinator, or set REDIS_URL/,
+    );
+  });
+
   describe('heartbeats', () => {
     it('marks a user online, in the answer and in every later read', async () => {
       const reply = await server.graphql('mutation { heartbeat { userId online state lastSeen } }', { token: server.token('1001') });
