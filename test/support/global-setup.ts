@@ -11,10 +11,13 @@ import { redactUrl } from '../../src/db/database';
 import { silentLogger } from '../../src/logger';
 import { probeCitus } from './citus-database';
 import { freePort } from './free-port';
+import { createTemplateDatabase, TEMPLATE_DATABASE_ENV } from './test-database';
 
 declare global {
   // eslint-disable-next-line no-var
   var __pulseTestPostgres: { server: EmbeddedPostgres; folder: string } | undefined;
+  // eslint-disable-next-line no-var
+  var __pulseTestTemplate: { drop(): Promise<void> } | undefined;
 }
 
 export default async function globalSetup(): Promise<void> {
@@ -23,6 +26,7 @@ export default async function globalSetup(): Promise<void> {
   if (external) {
     process.env.PULSE_TEST_ADMIN_URL = external;
     process.stdout.write(`\ntests use the PostgreSQL at ${redactUrl(external)}\n`);
+    await makeTemplate();
     return;
   }
   const folder = fs.mkdtempSync(path.join(os.tmpdir(), 'pulse-test-'));
@@ -38,6 +42,14 @@ export default async function globalSetup(): Promise<void> {
   globalThis.__pulseTestPostgres = { server, folder };
   process.env.PULSE_TEST_ADMIN_URL = server.url;
   process.stdout.write(`\ntests use an embedded PostgreSQL at ${server.url}\n`);
+  await makeTemplate();
+}
+
+// Private: migrate once per run; every test file's database is a copy of this one.
+async function makeTemplate(): Promise<void> {
+  const template = await createTemplateDatabase();
+  globalThis.__pulseTestTemplate = template;
+  process.env[TEMPLATE_DATABASE_ENV] = template.name;
 }
 
 // Private: the Citus tests run when TEST_CITUS_URL's cluster answers; otherwise
