@@ -25,7 +25,8 @@ export interface UserRow {
  * name cannot be unique across shards (src/db/distribute.ts), so the lock, taken
  * on the coordinator every sign-up passes through, is what serialises two
  * sign-ups of one name. On plain PostgreSQL the unique index users_name_key stays
- * as a second guard. Sign-up is rare; the cost is two more round trips.
+ * as a second guard. Sign-up is rare; the cost is three more round trips
+ * (begin, the lock, commit).
  */
 export async function insertUser(db: Database, name: string): Promise<UserRow | undefined> {
   return db.transaction().execute(async (trx) => {
