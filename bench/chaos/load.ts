@@ -41,7 +41,7 @@ export interface Acknowledgement {
 /** A request that has had no answer after this long is a hang, and counted as one. */
 const ANSWER_TIMEOUT_MS = 30_000;
 /** Requests the load keeps in flight at most; beyond it, it skips (and counts) sends. */
-const MAX_IN_FLIGHT = 3000;
+export const MAX_IN_FLIGHT = 3000;
 
 export class Load {
   readonly acknowledged = new Map<string, Acknowledgement>();
@@ -57,6 +57,8 @@ export class Load {
   readonly #phase: number[];
   readonly #inFlight = new Set<Promise<void>>();
   #running = false;
+  /** The next user (index) whose heartbeat the load sends. */
+  #next = 0;
   #loops: Promise<void>[] = [];
   #startedAt = Date.now();
 
@@ -118,19 +120,34 @@ export class Load {
     return Math.floor((now - this.#startedAt) / periodMs + this.#phase[userIndex]! * 2) % 2 === 0;
   }
 
+  /**
+   * `count` users who send heartbeats all the time and whose next one is due
+   * within the next second: the row lock fault locks them, so it is in the way.
+   */
+  upcomingUsers(count: number): string[] {
+    const { users, heartbeatIntervalMs, watchedUsers } = this.#options;
+    const perSecond = users / (heartbeatIntervalMs / 1000);
+    const ids: string[] = [];
+    for (let k = 0; ids.length < count && k < users; k++) {
+      const index = (this.#next + Math.floor((k * perSecond) / count)) % users;
+      const id = String(index + 1);
+      if (index + 1 > watchedUsers && !ids.includes(id)) ids.push(id);
+    }
+    return ids;
+  }
+
   async #heartbeats(): Promise<void> {
     const { users, heartbeatIntervalMs } = this.#options;
     const tickMs = 100;
     const perTick = users / (heartbeatIntervalMs / tickMs);
     let due = 0;
-    let next = 0;
     let round = 0;
     while (this.#running) {
       const tickStart = Date.now();
       for (due += perTick; due >= 1; due--) {
-        const index = next;
-        next = (next + 1) % users;
-        if (next === 0) round++;
+        const index = this.#next;
+        this.#next = (this.#next + 1) % users;
+        if (this.#next === 0) round++;
         if (!this.#active(index, tickStart)) continue;
         this.#send((index + round) % this.#pools.length, (pool, name) => this.#heartbeat(pool, name, index));
       }

@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { ChaosDatabase, ChaosRedis, PulseProcess, sleep, type ResourceSample } from './infrastructure';
 import { FAULT_KINDS, Ledger, type FaultKind, type Window } from './ledger';
-import { Load } from './load';
+import { Load, MAX_IN_FLIGHT } from './load';
 import { freePort } from '../../test/support/free-port';
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -52,7 +52,7 @@ export const DEFAULT_OPTIONS: Omit<ChaosOptions, 'logDir' | 'log' | 'seed'> = {
   minutes: 3,
   gapSeconds: [10, 20],
   warmupSeconds: 10,
-  users: 3000,
+  users: 2000,
   heartbeatIntervalMs: 10_000,
   readsPerSecond: 20,
   subscriptions: 50,
@@ -194,7 +194,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     const faultsUntil = startedAt + options.minutes * 60_000;
     const sequence = options.sequence ? [...options.sequence] : null;
     let bag: FaultKind[] = [];
-    const context: FaultContext = { database, redis, processes, ledger, options, random };
+    const context: FaultContext = { database, redis, processes, ledger, options, load };
     for (;;) {
       let kind: FaultKind;
       if (sequence) {
@@ -229,6 +229,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     const lost = await checkAcknowledged(load, database);
     // Live, once everyone has gone offline: each subscriber must have been told.
     const whenOffline = await liveAgreement(load, database, options.thresholdSeconds, (options.thresholdSeconds + 20) * 1000, true);
+    const finishedAt = Date.now();
     log(`chaos: ${elapsed()} checks done; stopping`);
 
     finishing = true;
@@ -278,7 +279,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     invariants.push(resourceGrowth(samples, baselineFrom, faultsEndedAt));
 
     const held = invariants.every((i) => i.held !== false);
-    const report = renderReport({ ledger, invariants, options, redis: redis !== null, load, processes, startedAt, faultsEndedAt });
+    const report = renderReport({ ledger, invariants, options, redis: redis !== null, load, processes, startedAt, faultsEndedAt, finishedAt });
     return { windows: ledger.windows, invariants, held, report };
   } finally {
     if (sampler) clearInterval(sampler);
@@ -299,11 +300,11 @@ interface FaultContext {
   processes: PulseProcess[];
   ledger: Ledger;
   options: ChaosOptions;
-  random: () => number;
+  load: Load;
 }
 
 /** Causes one fault and resolves when it is over (having told the ledger when). */
-async function inject(kind: FaultKind, { database, redis, processes, ledger, options, random }: FaultContext): Promise<string> {
+async function inject(kind: FaultKind, { database, redis, processes, ledger, options, load }: FaultContext): Promise<string> {
   switch (kind) {
     case 'database-restart': {
       await database.stop();
@@ -335,9 +336,7 @@ async function inject(kind: FaultKind, { database, redis, processes, ledger, opt
       return 'postmaster and backends stopped (SIGSTOP) for 3 s';
     }
     case 'row-lock': {
-      // Users who send heartbeats all the time (even ids among the watched, or
-      // anyone past them), so the lock is in their way.
-      const ids = Array.from({ length: 5 }, () => String(options.watchedUsers + 1 + Math.floor(random() * (options.users - options.watchedUsers))));
+      const ids = load.upcomingUsers(5);
       const admin = await database.admin();
       try {
         await admin.query('begin');
@@ -361,12 +360,15 @@ async function inject(kind: FaultKind, { database, redis, processes, ledger, opt
     case 'process-kill': {
       // Always the second process: the first lives through the whole run, so its
       // memory and handles can be compared from the first minute to the last.
+      // The fault lasts until the process is ready again: how long a start takes
+      // depends on the machine and the supervisor, and is reported as the fault's
+      // length; recovery is what Pulse does once it is back.
       const victim = processes[1]!;
       await victim.kill();
       await sleep(1000);
-      ledger.faultEnded();
       await victim.start();
-      return `Pulse ${victim.name} killed (SIGKILL), started again 1 s later`;
+      ledger.faultEnded();
+      return `Pulse ${victim.name} killed (SIGKILL), started again 1 s later, ready ${((Date.now() - ledger.current.startedAt) / 1000).toFixed(1)} s after the kill`;
     }
   }
 }
@@ -487,6 +489,7 @@ function renderReport(input: {
   processes: PulseProcess[];
   startedAt: number;
   faultsEndedAt: number;
+  finishedAt: number;
 }): string {
   const { ledger, invariants, options, load, processes } = input;
   const rows = new Map<string, Window[]>();
@@ -497,8 +500,11 @@ function renderReport(input: {
     const recoveries = faults.map((w) => ledger.recoverySeconds(w));
     const known = recoveries.filter((r): r is number => r !== null);
     const recovery = faults.length === 0 ? '-' : `${known.length ? Math.max(...known).toFixed(2) : '-'} / ${known.length ? median(known).toFixed(2) : '-'}${known.length < faults.length ? ` (${faults.length - known.length} never)` : ''}`;
-    return `| ${label} | ${faults.length || '-'} | ${sum((w) => w.answers.ok)} | ${sum((w) => w.answers.unavailable)} | ${sum((w) => w.answers.throttled)} | ${sum((w) => w.answers.cut)} | ${sum((w) => w.answers.bad)} | ${sum((w) => w.acknowledged)} | ${sum((w) => w.lost)} | ${sum((w) => w.unexpectedExits.length)} | ${recovery} |`;
+    const lengths = faults.filter((w) => w.endedAt !== null).map((w) => (w.endedAt! - w.startedAt) / 1000);
+    const length = lengths.length ? `${median(lengths).toFixed(1)} / ${Math.max(...lengths).toFixed(1)}` : '-';
+    return `| ${label} | ${faults.length || '-'} | ${length} | ${sum((w) => w.answers.ok)} | ${sum((w) => w.answers.unavailable)} | ${sum((w) => w.answers.throttled)} | ${sum((w) => w.answers.cut)} | ${sum((w) => w.answers.bad)} | ${sum((w) => w.acknowledged)} | ${sum((w) => w.lost)} | ${sum((w) => w.unexpectedExits.length)} | ${recovery} |`;
   };
+  const answered = ledger.windows.reduce((n, w) => n + w.answers.ok + w.answers.unavailable + w.answers.throttled + w.answers.cut + w.answers.bad, 0);
   const order = ['steady', ...FAULT_KINDS].filter((k) => rows.has(k));
   const minutes = ((input.faultsEndedAt - input.startedAt) / 60_000).toFixed(1);
   const mark = (held: boolean | null) => (held === null ? 'n/a' : held ? 'held' : '**BROKEN**');
@@ -508,8 +514,8 @@ function renderReport(input: {
       `${options.readsPerSecond} status reads/s, ${options.subscriptions} live subscribers; threshold ${options.thresholdSeconds} s, statement timeout ${options.statementTimeoutMs / 1000} s. ` +
       `${os.cpus().length} cores, load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')} at the end.`,
     '',
-    '| fault | times | ok | 503 | 429 | cut by kill | other | acknowledged | lost | unexpected exits | recovery s (max / median) |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
+    '| fault | times | fault lasted s (median / max) | ok | 503 | 429 | cut by kill | other | acknowledged | lost | unexpected exits | recovery s (max / median) |',
+    '|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|',
     ...order.map((k) => line(k === 'steady' ? 'none (before, between checks)' : k, rows.get(k)!)),
     line('**total**', ledger.windows),
     '',
@@ -517,15 +523,18 @@ function renderReport(input: {
     '|---|---|---|',
     ...invariants.map((i) => `| ${i.name} | ${mark(i.held)} | ${i.detail.replace(/\n/g, '<br>').replace(/\|/g, '\\|')} |`),
     '',
-    `Sends skipped (no process up, or the client's backlog full): ${load.skipped}. ` +
+    `Answers per second over the run: ${(answered / ((input.finishedAt - input.startedAt) / 1000)).toFixed(0)}; ` +
+      `sends skipped (no process up, or ${MAX_IN_FLIGHT} requests already waiting): ${load.skipped}. ` +
       `Log lines: ${processes.map((p) => `${p.name} ${p.logLines} (${p.longLogLines} over 2 KB)`).join(', ')}.`,
     '',
   ].join('\n');
 }
 
 function median(values: number[]): number {
+  if (values.length === 0) return NaN;
   const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] ?? NaN;
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 }
 
 function shuffle<T>(items: T[], random: () => number): T[] {
