@@ -119,6 +119,36 @@ describe('on a shared database', () => {
     expect(after.every(ok)).toBe(true);
   });
 
+  it('answers a heartbeat whose status fields cannot be read with UNAVAILABLE (503, Retry-After), as every other path does', async () => {
+    // The write touches only pulse; the status read also joins presence_settings,
+    // which is locked past the statement timeout.
+    const locker = new pg.Client({ connectionString: t.url });
+    await locker.connect();
+    await locker.query('begin');
+    await locker.query('lock table presence_settings in access exclusive mode');
+    try {
+      const answers = await Promise.all([
+        fetch(server.pulse.graphqlUrl, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${server.token('77')}` },
+          body: JSON.stringify({ query: 'mutation { heartbeat { userId online state statusText } }' }),
+        }),
+        fetch(server.pulse.graphqlUrl.replace('/graphql', '/status/77')),
+      ]);
+      for (const response of answers) {
+        const body = (await response.json()) as GraphQLReply['body'];
+        expect({ status: response.status, retryAfter: response.headers.get('retry-after'), code: body.errors?.[0]?.extensions?.code }).toEqual({
+          status: 503,
+          retryAfter: '1',
+          code: 'UNAVAILABLE',
+        });
+      }
+    } finally {
+      await locker.query('rollback');
+      await locker.end();
+    }
+  });
+
   it('tells a shed or failed client when to retry', async () => {
     const locker = new pg.Client({ connectionString: t.url });
     await locker.connect();
