@@ -11,7 +11,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { DEFAULT_OPTIONS, runChaos, type ChaosResult } from '../bench/chaos/run';
 
-jest.setTimeout(300_000);
+// About 30 s of faults, but five Pulse starts and the end checks: minutes on a busy machine.
+jest.setTimeout(600_000);
 
 describe('a short chaos run', () => {
   let result: ChaosResult;
