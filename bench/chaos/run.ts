@@ -100,7 +100,13 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const onExit = () => {
     database?.thaw();
     redis?.killNow();
-    for (const p of processes) if (p.pid) process.kill(p.pid, 'SIGKILL');
+    for (const p of processes) {
+      try {
+        if (p.pid) process.kill(p.pid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
+    }
   };
   process.once('exit', onExit);
 
