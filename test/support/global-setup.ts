@@ -9,18 +9,24 @@ import path from 'node:path';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../src/db/embedded-postgres';
 import { redactUrl } from '../../src/db/database';
 import { silentLogger } from '../../src/logger';
+import { probeCitus } from './citus-database';
 import { freePort } from './free-port';
+import { createTemplateDatabase, TEMPLATE_DATABASE_ENV } from './test-database';
 
 declare global {
   // eslint-disable-next-line no-var
   var __pulseTestPostgres: { server: EmbeddedPostgres; folder: string } | undefined;
+  // eslint-disable-next-line no-var
+  var __pulseTestTemplate: { drop(): Promise<void> } | undefined;
 }
 
 export default async function globalSetup(): Promise<void> {
+  await decideCitus();
   const external = process.env.TEST_DATABASE_URL || process.env.DATABASE_URL;
   if (external) {
     process.env.PULSE_TEST_ADMIN_URL = external;
     process.stdout.write(`\ntests use the PostgreSQL at ${redactUrl(external)}\n`);
+    await makeTemplate();
     return;
   }
   const folder = fs.mkdtempSync(path.join(os.tmpdir(), 'pulse-test-'));
@@ -36,4 +42,24 @@ export default async function globalSetup(): Promise<void> {
   globalThis.__pulseTestPostgres = { server, folder };
   process.env.PULSE_TEST_ADMIN_URL = server.url;
   process.stdout.write(`\ntests use an embedded PostgreSQL at ${server.url}\n`);
+  await makeTemplate();
+}
+
+// Private: migrate once per run; every test file's database is a copy of this one.
+async function makeTemplate(): Promise<void> {
+  const template = await createTemplateDatabase();
+  globalThis.__pulseTestTemplate = template;
+  process.env[TEMPLATE_DATABASE_ENV] = template.name;
+}
+
+// Private: the Citus tests run when TEST_CITUS_URL's cluster answers; otherwise
+// they are skipped, and the reason is said once here and in their title.
+async function decideCitus(): Promise<void> {
+  const skipped = await probeCitus(process.env);
+  if (skipped) {
+    process.env.PULSE_TEST_CITUS_SKIPPED = skipped;
+    process.stdout.write(`\nCitus tests skipped: ${skipped}\n`);
+  } else {
+    process.stdout.write(`\nCitus tests use the coordinator at ${redactUrl(process.env.TEST_CITUS_URL!)}\n`);
+  }
 }
