@@ -56,6 +56,8 @@ async function main(): Promise<void> {
   let errors = 0;
   let open = 0;
   let sent = 0;
+  /** Set once the run has given up on the requests still open (counted as errors then, once). */
+  let abandoned = false;
   const total = Math.round(spec.rate * spec.seconds);
   const start = performance.now();
 
@@ -75,7 +77,9 @@ async function main(): Promise<void> {
         if (response.statusCode !== 200 && response.statusCode !== 204) non2xx++;
         latencies.push(performance.now() - dueAt);
       })
-      .catch(() => errors++)
+      .catch(() => {
+        if (!abandoned) errors++;
+      })
       .finally(() => open--);
   };
 
@@ -92,6 +96,7 @@ async function main(): Promise<void> {
   });
   const deadline = performance.now() + DRAIN_MS;
   while (open > 0 && performance.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+  abandoned = true;
   errors += open;
   await pool.destroy();
 
