@@ -63,14 +63,27 @@ export async function recordHeartbeats(
   thresholdSeconds: number,
   minWriteGapSeconds: number,
   notifyChannel: string | null = null,
+  citus = false,
 ): Promise<HeartbeatOutcome> {
   if (userIds.length === 0) return { now: new Date(), skipped: [], cameOnline: [], missing: [] };
   const ids = sql.val(userIds);
+  // The heartbeat rows, in lock order. On PostgreSQL, one array parameter: the
+  // statement text is the same for every batch and cheap to plan. On Citus
+  // (`citus`: pulse is distributed), a VALUES list instead: Citus splits it by
+  // shard and writes over one connection per worker, where INSERT ... SELECT
+  // FROM unnest goes through the coordinator with a COPY, a new connection and a
+  // two-phase commit per shard touched (docs/scale-out.md has the figures).
+  const heartbeatRows = citus
+    ? sql`values ${sql.join(userIds.map((id) => sql`(${id}::bigint, now())`))}`
+    : sql`select user_id, now() from unnest(${ids}::bigint[]) with ordinality as t(user_id, position)
+      order by position`;
   const threshold = sql`make_interval(secs => ${thresholdSeconds})`;
   // With a channel, the statement also NOTIFYs the users it brought online, 300
   // ids per message (a NOTIFY payload must stay under 8000 bytes). NOTIFY is
   // delivered at commit, so listeners never hear of a write that rolled back.
-  // The cast to text: Citus refuses a CTE column of type void.
+  // The `::text` is for Citus, which keeps every CTE's rows as an intermediate
+  // result and refuses a `void` column in one; pg_notify then runs on the
+  // coordinator (the CTE reads only intermediate results), whose listeners hear it.
   const notify = notifyChannel
     ? sql`, notified as (
         select pg_notify(${notifyChannel}, string_agg(user_id::text, ','))::text
@@ -80,20 +93,22 @@ export async function recordHeartbeats(
     : sql``;
   // Referenced, or the notify CTE would never run (an unreferenced read-only CTE is skipped).
   const notifications = notifyChannel ? sql`(select count(*) from notified)::int` : sql`0`;
-  // `before` reads the table as it was when the statement started (every part
-  // of one statement shares its snapshot): the previous heartbeat of a written
-  // row, and the current one of a skipped row, which the upsert left alone. It
-  // tells who came online with this heartbeat, with no second statement.
+  // `before` reads the table as it was before the write: the previous heartbeat
+  // of a written row, and the current one of a skipped row, which the upsert
+  // left alone. It tells who came online with this heartbeat, with no second
+  // statement. On PostgreSQL every part of one statement shares its snapshot, so
+  // the order of the CTEs does not matter; Citus runs materialised CTEs one after
+  // the other, in the order written, so `before` comes first and is MATERIALIZED
+  // (inlined into the final SELECT, it would run after the write and read it).
   const { rows } = await sql<{ kind: 'now' | 'skipped' | 'came_online' | 'missing'; user_id: string | null; last_hb: string | null; online: boolean | null; notifications: number | null }>`
-    with heartbeat as (
+    with before as materialized (
+      select user_id, last_hb from pulse where user_id = any(${ids}::bigint[])
+    ), heartbeat as (
       insert into pulse (user_id, last_hb)
-      select user_id, now() from unnest(${ids}::bigint[]) with ordinality as t(user_id, position)
-      order by position
+      ${heartbeatRows}
       on conflict (user_id) do update set last_hb = excluded.last_hb
       where excluded.last_hb - pulse.last_hb >= make_interval(secs => ${minWriteGapSeconds})
       returning user_id
-    ), before as (
-      select user_id, last_hb from pulse where user_id = any(${ids}::bigint[])
     ), came_online as (
       select h.user_id from heartbeat h left join before b on b.user_id = h.user_id
       where b.last_hb is null or b.last_hb < now() - ${threshold}
