@@ -19,6 +19,7 @@ const HTTP_STATUS: Record<PulseError['code'], number | undefined> = {
   USERNAME_TAKEN: undefined,
   UNAUTHENTICATED: 401,
   UNAVAILABLE: 503,
+  RATE_LIMITED: 429,
 };
 
 /** Rethrows `error` as the GraphQLError its caller should see. */
@@ -29,7 +30,13 @@ export function toGraphQLError(error: unknown): never {
   const status = HTTP_STATUS[known.code];
   // An outage is temporary: tell clients when to come back rather than let them
   // retry at once and deepen it.
-  const headers = known.code === 'UNAVAILABLE' ? new Map([['retry-after', '1']]) : undefined;
+  // A rate says exactly when the next try will be let through.
+  const headers =
+    known.code === 'UNAVAILABLE'
+      ? new Map([['retry-after', '1']])
+      : known.code === 'RATE_LIMITED'
+        ? new Map([['retry-after', String(known.retryAfterSeconds)]])
+        : undefined;
   throw new GraphQLError(known.message, {
     originalError: known,
     extensions: { code: known.code, ...(status ? { http: { status, ...(headers ? { headers } : {}) } } : {}) },

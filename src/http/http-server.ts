@@ -23,7 +23,7 @@ import { sendJson } from './send-json';
 export interface RequestHandlerOptions {
   apollo: ApolloServer<PulseContext>;
   /** Builds the GraphQL context of one request. */
-  contextFor(request: RequestInfo): PulseContext;
+  contextFor(request: RequestInfo): PulseContext | Promise<PulseContext>;
   bodyLimitBytes: number;
   logger: Logger;
   /** For /readyz: can this instance serve requests right now? */
@@ -45,6 +45,8 @@ export interface RequestHandlerOptions {
   web: WebAssets;
   /** Origins whose pages may call Pulse ('*': any). */
   corsAllowedOrigins: readonly string[] | '*';
+  /** The address of a request's client (see client-address.ts); the peer by default. */
+  clientAddress?: (req: http.IncomingMessage) => string;
 }
 
 /** Seconds a shed client is asked to wait before retrying. */
@@ -69,7 +71,12 @@ export function createRequestHandler(options: RequestHandlerOptions): http.Reque
     // opens its next request elsewhere instead of on a socket about to close.
     if (options.draining()) res.setHeader('connection', 'close');
     if (applyCors(options.corsAllowedOrigins, req, res)) return;
-    const info: RequestInfo = { requestId, logger: logger.child({ requestId }), authorization: req.headers.authorization };
+    const info: RequestInfo = {
+      requestId,
+      logger: logger.child({ requestId }),
+      authorization: req.headers.authorization,
+      clientAddress: options.clientAddress ? options.clientAddress(req) : (req.socket.remoteAddress ?? 'unknown'),
+    };
     route(options, info, req, res).catch((error: unknown) => {
       if (error instanceof HttpProblem) {
         sendJson(res, error.status, { errors: [{ message: error.message, extensions: { code: 'BAD_REQUEST' } }] });

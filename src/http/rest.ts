@@ -34,7 +34,7 @@ export interface RestDependencies {
 /** Answers a REST request; resolves false when the path is not a REST route. */
 export type RestRoutes = (req: http.IncomingMessage, res: http.ServerResponse, url: URL) => Promise<boolean>;
 
-const STATUS_CODES: Record<string, number> = { BAD_USER_INPUT: 400, UNAUTHENTICATED: 401, UNAVAILABLE: 503 };
+const STATUS_CODES: Record<string, number> = { BAD_USER_INPUT: 400, UNAUTHENTICATED: 401, UNAVAILABLE: 503, RATE_LIMITED: 429 };
 
 export function createRestRoutes(deps: RestDependencies): RestRoutes {
   const { presence, tokens, metrics } = deps;
@@ -42,7 +42,7 @@ export function createRestRoutes(deps: RestDependencies): RestRoutes {
   const heartbeat = async (req: http.IncomingMessage, res: http.ServerResponse) => {
     let userId;
     try {
-      userId = tokens.authenticate(req.headers.authorization);
+      userId = await tokens.authenticate(req.headers.authorization);
     } catch (error) {
       metrics?.heartbeats.inc({ outcome: 'rejected' });
       throw error;
@@ -58,10 +58,10 @@ export function createRestRoutes(deps: RestDependencies): RestRoutes {
 
   // Who is reading: the token's user, or anonymous without a token or with a bad
   // one (as over GraphQL, a read never fails on a token; it only sees less).
-  const viewerOf = (req: http.IncomingMessage): UserId | null => {
+  const viewerOf = async (req: http.IncomingMessage): Promise<UserId | null> => {
     if (!req.headers.authorization) return null;
     try {
-      return tokens.authenticate(req.headers.authorization);
+      return await tokens.authenticate(req.headers.authorization);
     } catch {
       return null;
     }
@@ -73,12 +73,13 @@ export function createRestRoutes(deps: RestDependencies): RestRoutes {
     if (given.length > deps.statusesMaxIds) {
       throw new InvalidInputError(`Too many ids: ${given.length} given, at most ${deps.statusesMaxIds} per request`);
     }
-    const statuses = await presence.statuses(given.map(parseUserId), viewerOf(req));
+    const statuses = await presence.statuses(given.map(parseUserId), await viewerOf(req));
     sendJson(res, 200, statuses.map(toJson));
   };
 
   const one = async (req: http.IncomingMessage, rawId: string, res: http.ServerResponse) => {
-    const [status] = await presence.statuses([parseUserId(decodePathSegment(rawId))], viewerOf(req));
+    const id = parseUserId(decodePathSegment(rawId));
+    const [status] = await presence.statuses([id], await viewerOf(req));
     sendJson(res, 200, toJson(status!));
   };
 
@@ -102,6 +103,7 @@ export function createRestRoutes(deps: RestDependencies): RestRoutes {
       const known = toPulseError(error);
       if (!known) throw error;
       if (known.code === 'UNAVAILABLE') res.setHeader('retry-after', '1');
+      if (known.code === 'RATE_LIMITED') res.setHeader('retry-after', String(known.retryAfterSeconds));
       sendJson(res, STATUS_CODES[known.code] ?? 500, { errors: [{ message: known.message, extensions: { code: known.code } }] });
     } finally {
       stop?.();
