@@ -48,6 +48,8 @@ async function main(): Promise<void> {
     // The bench opens more streams than a client may; lift the caps for it.
     STREAMS_PER_CLIENT: String(STREAMS + 10),
     STREAMS_MAX: String(STREAMS + 10),
+    // Its paused clients read nothing on purpose: keep their streams open.
+    STREAM_STALL_SECONDS: '3600',
     STATUSES_MAX_IDS: String(Math.max(1000, IDS)),
   });
   const pulse = await startPulse(config, silentLogger);

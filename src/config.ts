@@ -208,7 +208,7 @@ const limitsEnv = z.object({
       return parsed;
     }),
   STREAMS_PER_CLIENT: integer(1, 100_000).default(20),
-  STREAMS_MAX: integer(1, 10_000_000).default(10_000),
+  STREAMS_MAX: integer(1, 10_000_000).default(5_000),
   STREAM_STALL_SECONDS: integer(1, 86_400).default(60),
   SIGNUP_RATE: rate.default(5 / 60),
   SIGNUP_BURST: integer(1, 100_000).default(10),
