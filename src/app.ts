@@ -124,7 +124,6 @@ async function startOnDatabase(
   const readReplicas = config.database.readUrls.length > 0 ? await startReadReplicas(config, logger, db, metrics, options) : null;
   const replicaReads = readReplicas?.read;
 
-
   const tokens = createTokenIssuer(resolveJwtSecret(config, logger), {
     keySet: config.auth.jwksUrl
       ? {
