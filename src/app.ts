@@ -23,6 +23,9 @@ import { createRequestHandler } from './http/http-server';
 import { createPresenceStream } from './http/presence-stream';
 import { createRestRoutes } from './http/rest';
 import { createWebAssets } from './http/web-assets';
+import { createClientAddress } from './http/client-address';
+import { StreamSlots } from './limits/stream-slots';
+import { TokenBucket } from './limits/token-bucket';
 import { LivePresence } from './live/live-presence';
 import type { UserId } from './presence/user-id';
 import { createPostgresBus } from './live/postgres-bus';
@@ -128,7 +131,23 @@ async function startParts(config: Config, logger: Logger, options: StartOptions,
   if (readReplicas) cleanup.add('closing the read replicas', () => readReplicas.close());
   const replicaReads = readReplicas?.read;
 
-  const tokens = createTokenIssuer(resolveJwtSecret(config, logger));
+  const tokens = createTokenIssuer(resolveJwtSecret(config, logger), {
+    keySet: config.auth.jwksUrl
+      ? {
+          url: config.auth.jwksUrl,
+          algorithms: config.auth.algorithms,
+          cacheSeconds: config.auth.jwksCacheSeconds,
+          cooldownSeconds: config.auth.jwksCooldownSeconds,
+        }
+      : null,
+    rules: {
+      issuer: config.auth.issuer,
+      audience: config.auth.audience,
+      requireExp: config.auth.requireExp,
+      maxTokenAgeSeconds: config.auth.maxTokenAgeSeconds,
+    },
+  });
+  if (config.auth.jwksUrl) logger.info(`auth: tokens from the key set at ${config.auth.jwksUrl}${tokens.canSign ? ', and HS256 tokens signed with JWT_SECRET' : ''}`);
   const bus = config.events.redisUrl
     ? createRedisBus({ url: config.events.redisUrl, logger })
     : createPostgresBus({ url: connection.url, db, logger });
@@ -175,7 +194,18 @@ async function startParts(config: Config, logger: Logger, options: StartOptions,
   const settings = new SettingsService(db, { onPresenceChange: presenceChanged });
 
   let draining = false;
-  const httpServer = http.createServer();
+  const httpServer = http.createServer({
+    // Set on purpose rather than left to Node's defaults: a client has this long
+    // to send its headers, and its whole request; an idle keep-alive connection
+    // outlives a load balancer's (often 60 s), so the balancer closes it first
+    // and never sends a request on a socket Pulse is closing.
+    headersTimeout: config.http.headersTimeoutMs,
+    requestTimeout: config.http.requestTimeoutMs,
+    keepAliveTimeout: config.http.keepAliveTimeoutMs,
+    // Node looks for requests past those timeouts every 30 s by default, which
+    // would let a slow client hold a socket up to 30 s longer than configured.
+    connectionsCheckingInterval: Math.min(1000, config.http.headersTimeoutMs),
+  });
   const schema = createSchema({
     presence,
     live,
@@ -185,6 +215,8 @@ async function startParts(config: Config, logger: Logger, options: StartOptions,
     signupTokenTtlSeconds: config.auth.signupTokenTtlSeconds,
     statusesMaxIds: config.presence.statusesMaxIds,
     metrics,
+    signupRate: config.limits.signupRate ? new TokenBucket(config.limits.signupRate) : null,
+    searchRate: config.limits.searchRate ? new TokenBucket(config.limits.searchRate) : null,
   });
   const apollo = createApolloServer({
     schema,
@@ -217,7 +249,11 @@ async function startParts(config: Config, logger: Logger, options: StartOptions,
         schema,
         contextFor: (request) => createContext({ presence, tokens }, request),
         statusesMaxIds: config.presence.statusesMaxIds,
+        slots: new StreamSlots({ perClient: config.limits.streamsPerClient, max: config.limits.streamsMax }),
+        stallSeconds: config.limits.streamStallSeconds,
+        metrics,
       }),
+      clientAddress: createClientAddress(config.limits.trustProxy),
       // Three heartbeats per threshold: one lost heartbeat never shows a user offline.
       corsAllowedOrigins: config.http.corsAllowedOrigins,
       web: createWebAssets({ heartbeatIntervalMs: Math.min(10_000, (config.presence.thresholdSeconds * 1000) / 3) }),

@@ -19,6 +19,10 @@ export interface Metrics {
   readonly statements: Counter;
   readonly requestDuration: Histogram<'operation'>;
   readonly jobRuns: Counter<'job' | 'outcome'>;
+  /** Event streams refused: client_limit (429) or process_full (503). */
+  readonly streamsRefused: Counter<'reason'>;
+  /** Requests refused by a per-client rate (sign-up, search): 429 RATE_LIMITED. */
+  readonly rateLimited: Counter<'action'>;
   /** Reports the pool's occupancy on every scrape. */
   observePool(pool: pg.Pool): void;
   /** Reports live presence's subscriptions, watched users and timers on every scrape. */
@@ -67,6 +71,18 @@ export function createMetrics(): Metrics {
     registers: [registry],
   });
 
+  const streamsRefused = new Counter({
+    name: 'pulse_streams_refused_total',
+    help: 'Event streams refused: client_limit (STREAMS_PER_CLIENT reached, 429) or process_full (STREAMS_MAX reached, 503)',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  });
+  const rateLimited = new Counter({
+    name: 'pulse_rate_limited_total',
+    help: 'Requests refused with RATE_LIMITED (429) by a per-client rate, by action (signup, search)',
+    labelNames: ['action'] as const,
+    registers: [registry],
+  });
   const replicaReads = new Counter({
     name: 'pulse_replica_reads_total',
     help: 'Reads a read replica may serve, by route: replica (served by one), primary (no replica in good standing), fallback (a replica failed under the read; it ran again on the primary)',
@@ -98,6 +114,8 @@ export function createMetrics(): Metrics {
     statements,
     requestDuration,
     jobRuns,
+    streamsRefused,
+    rateLimited,
     observePool(pool) {
       gauge('pulse_db_pool_in_use', 'Pool connections running a statement', () => pool.totalCount - pool.idleCount);
       gauge('pulse_db_pool_idle', 'Pool connections open and idle', () => pool.idleCount);

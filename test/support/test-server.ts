@@ -19,6 +19,10 @@ export function testConfig(env: Record<string, string | undefined>): Config {
     PULSE_DATA_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'pulse-data-')),
     NODE_ENV: 'test',
     SHUTDOWN_DRAIN_MS: '0',
+    // Every test client is 127.0.0.1: per-client rates are tested where they are
+    // the subject (test/client-limits.test.ts), not in every file that signs up.
+    SIGNUP_RATE: 'off',
+    SEARCH_RATE: 'off',
     ...env,
   });
 }
