@@ -13,6 +13,7 @@ import { connectDatabase, type DatabaseConnection } from './db/connect';
 import type { Database } from './db/database';
 import { migrateToLatest } from './db/migrator';
 import { checkReadiness } from './db/readiness';
+import type { ClusterWorker } from './cluster/worker';
 import { createContext } from './graphql/context';
 import { createApolloServer } from './graphql/apollo';
 import { createSchema } from './graphql/schema';
@@ -42,6 +43,8 @@ export interface Pulse {
   readonly metrics: Metrics;
   /** Live presence: open subscriptions and what they watch. */
   readonly live: LivePresence;
+  /** This process's readiness (false once shutdown has begun), whatever /readyz answers for. */
+  readiness(): Promise<{ ready: boolean }>;
   /** Stops in reverse order of start: HTTP (draining requests), then the database. */
   stop(): Promise<void>;
 }
@@ -62,10 +65,16 @@ export interface StartOptions {
    * benchmark's TTL-store comparator swaps the heartbeat store this way.
    */
   createPresence?: (options: PresenceServiceOptions) => PresenceService;
+  /**
+   * In a worker of a cluster (PULSE_WORKERS > 1): its link to the primary. Then
+   * /metrics and /readyz answer for the whole instance, metrics carry the
+   * worker's label where it matters, and responses name the worker that served them.
+   */
+  cluster?: ClusterWorker;
 }
 
 export async function startPulse(config: Config, logger: Logger, options: StartOptions = {}): Promise<Pulse> {
-  const metrics = createMetrics();
+  const metrics = createMetrics({ worker: options.cluster?.index });
   const connection = await connectDatabase(config, logger, {
     onStatement: (text) => {
       metrics.statements.inc();
@@ -133,6 +142,11 @@ async function startOnDatabase(
 
   let draining = false;
   const httpServer = http.createServer();
+  const { cluster } = options;
+  // Which worker served a response: for operators reading a trace, and for tests
+  // that must see both workers serve.
+  if (cluster) httpServer.on('request', (_req, res: http.ServerResponse) => res.setHeader('x-pulse-worker', String(cluster.index)));
+  const ownReadiness = () => (draining ? Promise.resolve({ ready: false, reason: 'shutting down' }) : checkReadiness(db));
   const schema = createSchema({
     presence,
     live,
@@ -159,10 +173,10 @@ async function startOnDatabase(
       contextFor: (request) => createContext({ presence, tokens }, request),
       bodyLimitBytes: config.http.bodyLimitBytes,
       logger,
-      readiness: () => checkReadiness(db),
+      readiness: cluster ? () => cluster.instanceReadiness() : () => checkReadiness(db),
       overloaded: () => connection.pool.waitingCount > config.database.poolMaxWaiting,
       draining: () => draining,
-      metrics,
+      metrics: cluster ? { registry: { contentType: metrics.registry.contentType, metrics: () => cluster.instanceMetrics() } } : metrics,
       rest: createRestRoutes({ presence, tokens, statusesMaxIds: config.presence.statusesMaxIds, metrics }),
       stream: createPresenceStream({
         schema,
@@ -192,6 +206,8 @@ async function startOnDatabase(
     retention: config.retention.cron ? { ...config.retention, cron: config.retention.cron } : null,
   });
 
+  cluster?.serve({ metrics, readiness: ownReadiness });
+
   let stopping: Promise<void> | undefined;
   return {
     graphqlUrl,
@@ -201,6 +217,7 @@ async function startOnDatabase(
     scheduler,
     metrics,
     live,
+    readiness: ownReadiness,
     stop() {
       stopping ??= (async () => {
         draining = true;

@@ -5,6 +5,7 @@
  * run both show up), so an operator fixes a deployment in one round trip. Nothing
  * else in Pulse reads `process.env`.
  */
+import os from 'node:os';
 import path from 'node:path';
 import cron from 'node-cron';
 import { z } from 'zod';
@@ -75,6 +76,15 @@ export interface Config {
     readonly cron: string | null;
     readonly retentionSeconds: number;
     readonly batchSize: number;
+  };
+  readonly cluster: {
+    /**
+     * Processes serving HTTP on the same port (node:cluster). 1: one process and
+     * no primary, as before; more: a primary that forks, restarts and stops them.
+     */
+    readonly workers: number;
+    /** In a worker forked by the primary: its slot, 1..workers (stable across restarts); otherwise null. */
+    readonly workerIndex: number | null;
   };
   /** Local state: the embedded database and the development JWT secret. */
   readonly dataDir: string;
@@ -194,6 +204,21 @@ const jobsEnv = z.object({
   RETENTION_BATCH_SIZE: integer(1, 1_000_000).default(5000),
 });
 
+// `auto`: one worker per core the process may use (cgroup and affinity limits
+// included, as os.availableParallelism() reports them).
+const clusterEnv = z.object({
+  PULSE_WORKERS: z
+    .string()
+    .trim()
+    .toLowerCase()
+    .refine((v) => v === 'auto' || /^\d+$/.test(v), { message: 'expected a whole number of workers, or auto' })
+    .transform((v) => (v === 'auto' ? os.availableParallelism() : Number(v)))
+    .pipe(z.number().min(1, { message: 'expected at least 1' }).max(256, { message: 'expected at most 256' }))
+    .default(1),
+  // Set by the primary for the workers it forks; not an operator's setting.
+  PULSE_WORKER_INDEX: integer(1, 256).optional(),
+});
+
 const authEnv = z.object({
   // HS256 is only as strong as its secret: 32 characters is the floor RFC 7518
   // asks for (a key at least as long as the hash output).
@@ -232,6 +257,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: { forS
   const auth = parse(authEnv);
   const jobs = parse(jobsEnv);
   const events = parse(eventsEnv);
+  const cluster = parse(clusterEnv);
 
   const production = (server?.NODE_ENV ?? values.NODE_ENV) === 'production';
   // Only the server signs and verifies tokens; DBA tools run without the secret.
@@ -249,7 +275,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: { forS
     );
   }
 
-  if (problems.length > 0 || !server || !database || !presence || !auth || !jobs || !events) {
+  if (problems.length > 0 || !server || !database || !presence || !auth || !jobs || !events || !cluster) {
     throw new ConfigError(problems);
   }
 
@@ -292,6 +318,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: { forS
       retentionSeconds: jobs.PULSE_RETENTION,
       batchSize: jobs.RETENTION_BATCH_SIZE,
     },
+    cluster: { workers: cluster.PULSE_WORKERS, workerIndex: cluster.PULSE_WORKER_INDEX ?? null },
     dataDir: path.resolve(server.PULSE_DATA_DIR),
     logLevel: server.LOG_LEVEL,
   };

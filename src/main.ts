@@ -1,7 +1,14 @@
 /**
  * `npm start`: read the configuration, start Pulse, stop cleanly on SIGTERM/SIGINT.
+ *
+ * With PULSE_WORKERS > 1 this process becomes the cluster's primary
+ * (src/cluster/primary.ts), and the workers it forks run this same file: each
+ * starts a whole Pulse, linked to the primary.
  */
+import cluster from 'node:cluster';
 import { startPulse, StartupError, type Pulse } from './app';
+import { connectToPrimary } from './cluster/worker';
+import { startPrimary } from './cluster/primary';
 import { ConfigError, loadConfig, type Config } from './config';
 import { EmbeddedPostgresError } from './db/embedded-postgres';
 import { MigrationError } from './db/migrator';
@@ -20,18 +27,34 @@ async function main(): Promise<void> {
     process.stderr.write(`${error.message}\n`);
     process.exit(1);
   }
-  const logger = createLogger(config.logLevel);
+  const rootLogger = createLogger(config.logLevel);
 
+  if (cluster.isPrimary && config.cluster.workers > 1) {
+    try {
+      const primary = await startPrimary(config, rootLogger);
+      process.exit(await primary.exited);
+    } catch (error) {
+      rootLogger.error(`Pulse could not start: ${explainStartFailure(error)}`);
+      if (!isExplained(error)) rootLogger.error('cause', { error, stack: (error as Error)?.stack });
+      process.exit(1);
+    }
+  }
+
+  const worker = cluster.isWorker && config.cluster.workerIndex ? connectToPrimary(config.cluster.workerIndex) : undefined;
+  const logger = worker ? rootLogger.child({ worker: worker.index }) : rootLogger;
   let pulse: Pulse;
   try {
-    pulse = await startPulse(config, logger);
+    pulse = await startPulse(config, logger, { cluster: worker });
   } catch (error) {
     logger.error(`Pulse could not start: ${explainStartFailure(error)}`);
     if (!isExplained(error)) logger.error('cause', { error, stack: (error as Error)?.stack });
     process.exit(1);
   }
 
-  onShutdownSignal(logger, () => pulse.stop());
+  const shutdown = onShutdownSignal(logger, () => pulse.stop());
+  // A worker whose primary is gone (killed) would serve no new connection and
+  // hold its database connections forever: it stops as if signalled.
+  if (worker) process.once('disconnect', () => shutdown('the primary is gone (IPC channel closed)'));
 }
 
 function explainStartFailure(error: unknown): string {
@@ -51,15 +74,15 @@ function isExplained(error: unknown): boolean {
 // Private: the first signal starts an orderly stop; a second one while stopping is
 // logged and ignored, so an impatient Ctrl-C cannot cut a flush in half. The grace
 // timer ends a stop that hangs.
-function onShutdownSignal(logger: Logger, stop: () => Promise<void>): void {
+function onShutdownSignal(logger: Logger, stop: () => Promise<void>): (reason: string) => void {
   let stopping = false;
-  const handle = (signal: NodeJS.Signals) => {
+  const handle = (reason: string) => {
     if (stopping) {
-      logger.warn(`${signal} received while shutting down; still finishing`);
+      logger.warn(`${reason} while shutting down; still finishing`);
       return;
     }
     stopping = true;
-    logger.info(`${signal} received: shutting down`);
+    logger.info(`${reason}: shutting down`);
     const grace = setTimeout(() => {
       logger.error(`shutdown took longer than ${SHUTDOWN_GRACE_MS / 1000} s; exiting`);
       process.exit(1);
@@ -73,8 +96,9 @@ function onShutdownSignal(logger: Logger, stop: () => Promise<void>): void {
       },
     );
   };
-  process.on('SIGTERM', handle);
-  process.on('SIGINT', handle);
+  process.on('SIGTERM', () => handle('SIGTERM received'));
+  process.on('SIGINT', () => handle('SIGINT received'));
+  return handle;
 }
 
 void main();
