@@ -16,11 +16,15 @@
  * BENCH_USERS (200000), BENCH_ONLY (scenario numbers, e.g. 3,4), BENCH_DATABASE=off to skip the raw database part (which
  * bench/database.ts documents; `npm run bench:db` runs it alone). The whole run
  * takes about 10 minutes on 2 cores.
+ * PULSE_WORKERS=N (N > 1, or auto) runs every scenario twice, side by side: with
+ * one worker (no primary) and with N workers, and reports per-instance and
+ * per-worker figures (each worker's share read from pulse_worker_requests_total).
  * Pulse's own settings (HEARTBEAT_BATCH_WINDOW_MS, ...) pass through to the
  * servers it starts. Writes bench/results/bench-<time>.md and .json. Stops by itself.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { databaseBenchMarkdown, runDatabaseBench } from './database';
@@ -31,6 +35,8 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
 const USERS = Number(process.env.BENCH_USERS ?? 200_000);
 const WARMUP_SECONDS = 2;
+// The cluster size to compare with a single process; 1: no comparison.
+const WORKERS = process.env.PULSE_WORKERS === 'auto' ? os.availableParallelism() : Number(process.env.PULSE_WORKERS ?? 1);
 const SECRET = 'bench-secret-that-is-at-least-32-characters';
 
 interface Scenario {
@@ -45,6 +51,10 @@ interface Scenario {
 
 interface Measured {
   scenario: string;
+  /** PULSE_WORKERS of the server measured. */
+  workers: number;
+  /** Requests each worker answered during the measured run (cluster only). */
+  requestsPerWorker: number[];
   kind: LoadKind;
   load: LoadResult;
   heartbeats: number;
@@ -93,14 +103,18 @@ async function main(): Promise<void> {
         results.push({ scenario: scenario.name, kind: scenario.kind, skippedReason: reason } as Measured);
         continue;
       }
-      log(`\n${scenario.name}`);
-      const measured = await runScenario(scenario, database.url, cursors);
-      results.push(measured);
-      log(
-        `  ${measured.load.requestsPerSecond.toFixed(0)} req/s, p50 ${measured.load.p50Ms} ms, p99 ${measured.load.p99Ms} ms, ` +
-          `${measured.load.non2xx} non-2xx, ${measured.load.errors} errors` +
-          (measured.statementsPerUnit !== null ? `, ${measured.statementsPerUnit.toFixed(4)} statements per ${measured.kind.includes('statuses') ? 'request' : 'heartbeat'}` : ''),
-      );
+      // The TTL-store comparator is its own server script, without a cluster.
+      for (const workers of WORKERS > 1 && !scenario.script ? [1, WORKERS] : [1]) {
+        log(`\n${scenario.name}${WORKERS > 1 ? `, PULSE_WORKERS=${workers}` : ''}`);
+        const measured = await runScenario(scenario, database.url, cursors, workers);
+        results.push(measured);
+        log(
+          `  ${measured.load.requestsPerSecond.toFixed(0)} req/s, p50 ${measured.load.p50Ms} ms, p99 ${measured.load.p99Ms} ms, ` +
+            `${measured.load.non2xx} non-2xx, ${measured.load.errors} errors` +
+            (measured.statementsPerUnit !== null ? `, ${measured.statementsPerUnit.toFixed(4)} statements per ${measured.kind.includes('statuses') ? 'request' : 'heartbeat'}` : '') +
+            (workers > 1 ? `, requests per worker ${measured.requestsPerWorker.join(' / ')}` : ''),
+        );
+      }
     }
     if (process.env.BENCH_DATABASE !== 'off') {
       log('\nThe database alone: raw write ceilings, size per row, growth from 1M to 10M rows');
@@ -125,7 +139,7 @@ async function main(): Promise<void> {
 async function prefill(url: string): Promise<void> {
   const port = await freePort();
   // The first start applies the migrations.
-  const server = await startServer({ DATABASE_URL: url, JWT_SECRET: SECRET }, port);
+  const server = await startServer({ DATABASE_URL: url, JWT_SECRET: SECRET, PULSE_WORKERS: '1' }, port);
   await stopServer(server);
   const client = new pg.Client({ connectionString: url });
   await client.connect();
@@ -138,9 +152,13 @@ async function prefill(url: string): Promise<void> {
   await client.end();
 }
 
-async function runScenario(scenario: Scenario, url: string, cursors: { measured: number; warmup: number }): Promise<Measured> {
+async function runScenario(scenario: Scenario, url: string, cursors: { measured: number; warmup: number }, workers: number): Promise<Measured> {
   const port = await freePort();
-  const server = await startServer({ DATABASE_URL: url, JWT_SECRET: SECRET, DB_POOL_MAX: '10', ...scenario.env }, port, scenario.script);
+  const server = await startServer(
+    { DATABASE_URL: url, JWT_SECRET: SECRET, DB_POOL_MAX: '10', ...scenario.env, PULSE_WORKERS: String(workers) },
+    port,
+    scenario.script,
+  );
   try {
     const reads = scenario.kind.includes('statuses');
     const spec = (seconds: number, phase: 'measured' | 'warmup'): LoadSpec => ({
@@ -169,6 +187,8 @@ async function runScenario(scenario: Scenario, url: string, cursors: { measured:
     const units = scenario.kind.includes('statuses') ? load.requests : heartbeats;
     return {
       scenario: scenario.name,
+      workers,
+      requestsPerWorker: after.requestsPerWorker.map((n, i) => n - (before.requestsPerWorker[i] ?? 0)),
       kind: scenario.kind,
       load,
       heartbeats,
@@ -206,10 +226,15 @@ async function counters(port: number) {
     accepted: value(/^pulse_heartbeats_total\{outcome="accepted"\} (\S+)$/m),
     written: value(/^pulse_heartbeats_total\{outcome="written"\} (\S+)$/m),
     skipped: value(/^pulse_heartbeats_total\{outcome="skipped"\} (\S+)$/m),
+    // Per worker, in slot order (empty for a single process).
+    requestsPerWorker: [...text.matchAll(/^pulse_worker_requests_total\{worker="(\d+)"\} (\S+)$/gm)]
+      .sort((a, b) => Number(a[1]) - Number(b[1]))
+      .map((m) => Number(m[2])),
   };
 }
 
-function render(results: Measured[], databaseLabel: string, elapsedSeconds: number): string {
+function render(all: Measured[], databaseLabel: string, elapsedSeconds: number): string {
+  const results = all.filter((r) => r.skippedReason || r.workers === 1);
   const byNumber = (n: number) => results.find((r) => r.scenario.startsWith(`${n}.`) && !r.skippedReason);
   const rps = (n: number) => byNumber(n)?.load.requestsPerSecond;
   const ratio = (a?: number, b?: number) => (a !== undefined && b !== undefined && b > 0 ? (a / b).toFixed(2) : 'n/a');
@@ -243,8 +268,32 @@ function render(results: Measured[], databaseLabel: string, elapsedSeconds: numb
     `| SQL statements per heartbeat, group-commit mutation at ${CONNECTIONS} connections (3) | <= 0.02 | ${byNumber(3)?.statementsPerUnit?.toFixed(4) ?? 'n/a'} |`,
     `| SQL statements per heartbeat, POST /pulse at ${CONNECTIONS} connections (4) | <= 0.02 | ${byNumber(4)?.statementsPerUnit?.toFixed(4) ?? 'n/a'} |`,
     '',
+    ...renderWorkers(all),
   ];
   return lines.join('\n');
+}
+
+// Private: with PULSE_WORKERS > 1, each scenario's cluster run beside its
+// single-process run of the same bench.
+function renderWorkers(all: Measured[]): string[] {
+  const clustered = all.filter((r) => !r.skippedReason && r.workers > 1);
+  if (clustered.length === 0) return [];
+  const n = clustered[0]!.workers;
+  return [
+    `## ${n} workers (PULSE_WORKERS=${n}) beside 1, same run`,
+    '',
+    `| scenario | 1 worker req/s | ${n} workers req/s | ${n} / 1 | per worker req/s | requests per worker (share) | p99 ms 1 / ${n} | statements per unit 1 / ${n} |`,
+    '|---|---:|---:|---:|---:|---|---:|---:|',
+    ...clustered.map((c) => {
+      const single = all.find((r) => r.scenario === c.scenario && r.workers === 1 && !r.skippedReason);
+      const total = c.requestsPerWorker.reduce((a, b) => a + b, 0);
+      const shares = c.requestsPerWorker.map((k) => `${k} (${total > 0 ? ((100 * k) / total).toFixed(0) : 0}%)`).join(' / ');
+      const rps = c.load.requestsPerSecond;
+      const spu = (r?: Measured) => (r?.statementsPerUnit == null ? 'n/a' : r.statementsPerUnit.toFixed(4));
+      return `| ${c.scenario} | ${single?.load.requestsPerSecond.toFixed(0) ?? 'n/a'} | ${rps.toFixed(0)} | ${single ? (rps / single.load.requestsPerSecond).toFixed(2) : 'n/a'} | ${(rps / n).toFixed(0)} | ${shares} | ${single?.load.p99Ms ?? 'n/a'} / ${c.load.p99Ms} | ${spu(single)} / ${spu(c)} |`;
+    }),
+    '',
+  ];
 }
 
 main().catch((error: unknown) => {

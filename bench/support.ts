@@ -92,9 +92,13 @@ export function startServer(env: Record<string, string>, port: number, script = 
     child.stderr!.on('data', (chunk: Buffer) => process.stderr.write(chunk));
     child.once('exit', (code) => reject(new Error(`Pulse exited with ${code}`)));
     const poll = async () => {
-      for (let i = 0; i < 300; i++) {
+      for (let i = 0; i < 600; i++) {
         try {
-          if ((await fetch(`http://127.0.0.1:${port}/readyz`)).ok) return resolve(child);
+          const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
+          // With PULSE_WORKERS > 1 the instance is ready with its first worker;
+          // a measurement waits for all of them.
+          const body = ready.ok ? ((await ready.json()) as { workers?: Array<{ ready: boolean }> }) : null;
+          if (body && (!body.workers || body.workers.every((w) => w.ready))) return resolve(child);
         } catch {
           /* not listening yet */
         }
