@@ -18,6 +18,7 @@ import { applyCors } from './cors';
 import type { PresenceStream } from './presence-stream';
 import { restRouteOf, type RestRoutes } from './rest';
 import type { WebAssets } from './web-assets';
+import { errorHeaders, RETRY_AFTER_SECONDS } from './error-answers';
 import { sendJson } from './send-json';
 
 export interface RequestHandlerOptions {
@@ -47,9 +48,6 @@ export interface RequestHandlerOptions {
   /** Origins whose pages may call Pulse ('*': any). */
   corsAllowedOrigins: readonly string[] | '*';
 }
-
-/** Seconds a shed client is asked to wait before retrying. */
-const RETRY_AFTER_SECONDS = 1;
 
 /** A request that cannot be served as sent; answered with `status` and `message`. */
 class HttpProblem extends Error {
@@ -182,7 +180,7 @@ function readBody(req: http.IncomingMessage, limit: number): Promise<string> {
 }
 
 function shed(res: http.ServerResponse): void {
-  res.setHeader('retry-after', String(RETRY_AFTER_SECONDS));
+  for (const [name, value] of Object.entries(errorHeaders(503))) res.setHeader(name, value);
   sendJson(res, 503, {
     errors: [{ message: `Pulse is overloaded; retry after ${RETRY_AFTER_SECONDS} s`, extensions: { code: 'UNAVAILABLE' } }],
   });
