@@ -35,7 +35,7 @@ async function main(): Promise<void> {
       process.exit(await primary.exited);
     } catch (error) {
       rootLogger.error(`Pulse could not start: ${explainStartFailure(error)}`);
-      if (!isExplained(error)) rootLogger.error('cause', { error, stack: (error as Error)?.stack });
+      if (!isExplained(error)) rootLogger.error('cause', { error });
       process.exit(1);
     }
   }
