@@ -19,6 +19,9 @@
  * PULSE_WORKERS=N (N > 1, or auto) runs every scenario twice, side by side: with
  * one worker (no primary) and with N workers, and reports per-instance and
  * per-worker figures (each worker's share read from pulse_worker_requests_total).
+ * BENCH_ROUNDS=R repeats each scenario's 1-worker and N-worker runs R times,
+ * alternating, and compares medians: on a shared machine the load from others
+ * drifts, and alternation spreads that drift over both.
  * Pulse's own settings (HEARTBEAT_BATCH_WINDOW_MS, ...) pass through to the
  * servers it starts. Writes bench/results/bench-<time>.md and .json. Stops by itself.
  */
@@ -37,6 +40,7 @@ const USERS = Number(process.env.BENCH_USERS ?? 200_000);
 const WARMUP_SECONDS = 2;
 // The cluster size to compare with a single process; 1: no comparison.
 const WORKERS = process.env.PULSE_WORKERS === 'auto' ? os.availableParallelism() : Number(process.env.PULSE_WORKERS ?? 1);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 1);
 const SECRET = 'bench-secret-that-is-at-least-32-characters';
 
 interface Scenario {
@@ -104,8 +108,10 @@ async function main(): Promise<void> {
         continue;
       }
       // The TTL-store comparator is its own server script, without a cluster.
-      for (const workers of WORKERS > 1 && !scenario.script ? [1, WORKERS] : [1]) {
-        log(`\n${scenario.name}${WORKERS > 1 ? `, PULSE_WORKERS=${workers}` : ''}`);
+      const runs = (WORKERS > 1 && !scenario.script ? [1, WORKERS] : [1]).flatMap((w) => Array.from({ length: ROUNDS }, (_, round) => ({ w, round })));
+      runs.sort((a, b) => a.round - b.round);
+      for (const { w: workers, round } of runs) {
+        log(`\n${scenario.name}${WORKERS > 1 ? `, PULSE_WORKERS=${workers}` : ''}${ROUNDS > 1 ? `, round ${round + 1} of ${ROUNDS}` : ''}`);
         const measured = await runScenario(scenario, database.url, cursors, workers);
         results.push(measured);
         log(
@@ -276,16 +282,24 @@ function render(all: Measured[], databaseLabel: string, elapsedSeconds: number):
 // Private: with PULSE_WORKERS > 1, each scenario's cluster run beside its
 // single-process run of the same bench.
 function renderWorkers(all: Measured[]): string[] {
-  const clustered = all.filter((r) => !r.skippedReason && r.workers > 1);
-  if (clustered.length === 0) return [];
-  const n = clustered[0]!.workers;
+  const clusteredRuns = all.filter((r) => !r.skippedReason && r.workers > 1);
+  if (clusteredRuns.length === 0) return [];
+  const n = clusteredRuns[0]!.workers;
+  // One row per scenario: the run with the median req/s of its rounds.
+  const median = (runs: Measured[]) => [...runs].sort((a, b) => a.load.requestsPerSecond - b.load.requestsPerSecond)[Math.floor((runs.length - 1) / 2)];
+  const scenarios = [...new Set(clusteredRuns.map((r) => r.scenario))];
+  const clustered = scenarios.map((name) => median(clusteredRuns.filter((r) => r.scenario === name))!);
+  const rounds = (name: string, workers: number) =>
+    all.filter((r) => r.scenario === name && r.workers === workers && !r.skippedReason).map((r) => r.load.requestsPerSecond.toFixed(0)).join(', ');
   return [
     `## ${n} workers (PULSE_WORKERS=${n}) beside 1, same run`,
+    '',
+    ROUNDS > 1 ? `Medians of ${ROUNDS} alternating rounds; every round's req/s in the second table.` : '',
     '',
     `| scenario | 1 worker req/s | ${n} workers req/s | ${n} / 1 | per worker req/s | requests per worker (share) | p99 ms 1 / ${n} | statements per unit 1 / ${n} |`,
     '|---|---:|---:|---:|---:|---|---:|---:|',
     ...clustered.map((c) => {
-      const single = all.find((r) => r.scenario === c.scenario && r.workers === 1 && !r.skippedReason);
+      const single = median(all.filter((r) => r.scenario === c.scenario && r.workers === 1 && !r.skippedReason));
       const total = c.requestsPerWorker.reduce((a, b) => a + b, 0);
       const shares = c.requestsPerWorker.map((k) => `${k} (${total > 0 ? ((100 * k) / total).toFixed(0) : 0}%)`).join(' / ');
       const rps = c.load.requestsPerSecond;
@@ -293,6 +307,9 @@ function renderWorkers(all: Measured[]): string[] {
       return `| ${c.scenario} | ${single?.load.requestsPerSecond.toFixed(0) ?? 'n/a'} | ${rps.toFixed(0)} | ${single ? (rps / single.load.requestsPerSecond).toFixed(2) : 'n/a'} | ${(rps / n).toFixed(0)} | ${shares} | ${single?.load.p99Ms ?? 'n/a'} / ${c.load.p99Ms} | ${spu(single)} / ${spu(c)} |`;
     }),
     '',
+    ...(ROUNDS > 1
+      ? ['| scenario | 1 worker, each round (req/s) | ' + `${n} workers, each round (req/s) |`, '|---|---|---|', ...scenarios.map((name) => `| ${name} | ${rounds(name, 1)} | ${rounds(name, n)} |`), '']
+      : []),
   ];
 }
 
