@@ -207,8 +207,8 @@ const jobsEnv = z.object({
   RETENTION_BATCH_SIZE: integer(1, 1_000_000).default(5000),
 });
 
-// `auto`: one worker per core the process may use (cgroup and affinity limits
-// included, as os.availableParallelism() reports them).
+// `auto`: one worker per core the process may use, as os.availableParallelism()
+// reports it (CPU affinity counts; a container's CPU quota may not).
 const clusterEnv = z.object({
   PULSE_WORKERS: z
     .string()
