@@ -51,10 +51,9 @@ async function main(): Promise<void> {
     process.exit(1);
   }
 
-  const shutdown = onShutdownSignal(logger, () => pulse.stop());
-  // A worker whose primary is gone (killed) would serve no new connection and
-  // hold its database connections forever: it stops as if signalled.
-  if (worker) process.once('disconnect', () => shutdown('the primary is gone (IPC channel closed)'));
+  // A worker whose primary is killed exits at once: node:cluster ends a worker
+  // whose IPC channel closes unexpectedly, so none outlives its primary.
+  onShutdownSignal(logger, () => pulse.stop());
 }
 
 function explainStartFailure(error: unknown): string {
@@ -74,7 +73,7 @@ function isExplained(error: unknown): boolean {
 // Private: the first signal starts an orderly stop; a second one while stopping is
 // logged and ignored, so an impatient Ctrl-C cannot cut a flush in half. The grace
 // timer ends a stop that hangs.
-function onShutdownSignal(logger: Logger, stop: () => Promise<void>): (reason: string) => void {
+function onShutdownSignal(logger: Logger, stop: () => Promise<void>): void {
   let stopping = false;
   const handle = (reason: string) => {
     if (stopping) {
@@ -98,7 +97,6 @@ function onShutdownSignal(logger: Logger, stop: () => Promise<void>): (reason: s
   };
   process.on('SIGTERM', () => handle('SIGTERM received'));
   process.on('SIGINT', () => handle('SIGINT received'));
-  return handle;
 }
 
 void main();
