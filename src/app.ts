@@ -16,6 +16,7 @@ import { findDistribution } from './db/distribute';
 import { migrateToLatest } from './db/migrator';
 import { ReadReplicas } from './db/read-replicas';
 import { checkReadiness } from './db/readiness';
+import type { ClusterWorker } from './cluster/worker';
 import { createContext } from './graphql/context';
 import { createApolloServer } from './graphql/apollo';
 import { createSchema } from './graphql/schema';
@@ -48,6 +49,8 @@ export interface Pulse {
   readonly metrics: Metrics;
   /** Live presence: open subscriptions and what they watch. */
   readonly live: LivePresence;
+  /** This process's readiness (false once shutdown has begun), whatever /readyz answers for. */
+  readiness(): Promise<{ ready: boolean }>;
   /** The read replicas from READ_DATABASE_URL; null without any. */
   readonly readReplicas: ReadReplicas | null;
   /**
@@ -74,6 +77,12 @@ export interface StartOptions {
    * benchmark's TTL-store comparator swaps the heartbeat store this way.
    */
   createPresence?: (options: PresenceServiceOptions) => PresenceService;
+  /**
+   * In a worker of a cluster (PULSE_WORKERS > 1): its link to the primary. Then
+   * /metrics and /readyz answer for the whole instance, metrics carry the
+   * worker's label where it matters, and responses name the worker that served them.
+   */
+  cluster?: ClusterWorker;
 }
 
 /**
@@ -92,7 +101,7 @@ export async function startPulse(config: Config, logger: Logger, options: StartO
 }
 
 async function startParts(config: Config, logger: Logger, options: StartOptions, cleanup: CleanupList): Promise<Pulse> {
-  const metrics = createMetrics();
+  const metrics = createMetrics({ worker: options.cluster?.index });
   const connection = await connectDatabase(config, logger, {
     onStatement: (text) => {
       metrics.statements.inc();
@@ -206,6 +215,11 @@ async function startParts(config: Config, logger: Logger, options: StartOptions,
     // would let a slow client hold a socket up to 30 s longer than configured.
     connectionsCheckingInterval: Math.min(1000, config.http.headersTimeoutMs),
   });
+  const { cluster } = options;
+  // Which worker served a response: for operators reading a trace, and for tests
+  // that must see both workers serve.
+  if (cluster) httpServer.on('request', (_req, res: http.ServerResponse) => res.setHeader('x-pulse-worker', String(cluster.index)));
+  const ownReadiness = () => (draining ? Promise.resolve({ ready: false, reason: 'shutting down' }) : checkReadiness(db));
   const schema = createSchema({
     presence,
     live,
@@ -240,10 +254,10 @@ async function startParts(config: Config, logger: Logger, options: StartOptions,
       contextFor: (request) => createContext({ presence, tokens }, request),
       bodyLimitBytes: config.http.bodyLimitBytes,
       logger,
-      readiness: () => checkReadiness(db),
+      readiness: cluster ? () => cluster.instanceReadiness() : () => checkReadiness(db),
       overloaded: () => connection.pool.waitingCount > config.database.poolMaxWaiting,
       draining: () => draining,
-      metrics,
+      metrics: cluster ? { registry: { contentType: metrics.registry.contentType, metrics: () => cluster.instanceMetrics() } } : metrics,
       rest: createRestRoutes({ presence, tokens, statusesMaxIds: config.presence.statusesMaxIds, metrics }),
       stream: createPresenceStream({
         schema,
@@ -283,6 +297,7 @@ async function startParts(config: Config, logger: Logger, options: StartOptions,
   });
   cleanup.add('stopping scheduled jobs', () => scheduler.stop());
 
+  cluster?.serve({ metrics, readiness: ownReadiness });
   return {
     graphqlUrl,
     port,
@@ -291,6 +306,7 @@ async function startParts(config: Config, logger: Logger, options: StartOptions,
     scheduler,
     metrics,
     live,
+    readiness: ownReadiness,
     readReplicas,
     stop() {
       // /readyz answers 503 from the first step on, whatever the drain period.

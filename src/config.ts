@@ -5,6 +5,7 @@
  * run both show up), so an operator fixes a deployment in one round trip. Nothing
  * else in Pulse reads `process.env`.
  */
+import os from 'node:os';
 import path from 'node:path';
 import cron from 'node-cron';
 import { z } from 'zod';
@@ -124,6 +125,15 @@ export interface Config {
     readonly cron: string | null;
     readonly retentionSeconds: number;
     readonly batchSize: number;
+  };
+  readonly cluster: {
+    /**
+     * Processes serving HTTP on the same port (node:cluster). 1: one process and
+     * no primary, as before; more: a primary that forks, restarts and stops them.
+     */
+    readonly workers: number;
+    /** In a worker forked by the primary: its slot, 1..workers (stable across restarts); otherwise null. */
+    readonly workerIndex: number | null;
   };
   /** Local state: the embedded database and the development JWT secret. */
   readonly dataDir: string;
@@ -291,6 +301,21 @@ const jobsEnv = z.object({
 // key as an HMAC secret, anyone could forge tokens.
 const ASYMMETRIC_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'];
 
+// `auto`: one worker per core the process may use, as os.availableParallelism()
+// reports it (CPU affinity counts; a container's CPU quota may not).
+const clusterEnv = z.object({
+  PULSE_WORKERS: z
+    .string()
+    .trim()
+    .toLowerCase()
+    .refine((v) => v === 'auto' || /^\d+$/.test(v), { message: 'expected a whole number of workers, or auto' })
+    .transform((v) => (v === 'auto' ? os.availableParallelism() : Number(v)))
+    .pipe(z.number().min(1, { message: 'expected at least 1' }).max(256, { message: 'expected at most 256' }))
+    .default(1),
+  // Set by the primary for the workers it forks; not an operator's setting.
+  PULSE_WORKER_INDEX: integer(1, 256).optional(),
+});
+
 const authEnv = z.object({
   // HS256 is only as strong as its secret: 32 characters is the floor RFC 7518
   // asks for (a key at least as long as the hash output).
@@ -360,6 +385,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: { forS
   const jobs = parse(jobsEnv);
   const events = parse(eventsEnv);
   const limits = parse(limitsEnv);
+  const cluster = parse(clusterEnv);
 
   const production = (server?.NODE_ENV ?? values.NODE_ENV) === 'production';
   // Only the server signs and verifies tokens; DBA tools run without the secret.
@@ -408,7 +434,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: { forS
     }
   }
 
-  if (problems.length > 0 || !server || !database || !presence || !auth || !jobs || !events || !limits) {
+  if (problems.length > 0 || !server || !database || !presence || !auth || !jobs || !events || !limits || !cluster) {
     throw new ConfigError(problems);
   }
 
@@ -476,6 +502,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: { forS
       retentionSeconds: jobs.PULSE_RETENTION,
       batchSize: jobs.RETENTION_BATCH_SIZE,
     },
+    cluster: { workers: cluster.PULSE_WORKERS, workerIndex: cluster.PULSE_WORKER_INDEX ?? null },
     dataDir: path.resolve(server.PULSE_DATA_DIR),
     logLevel: server.LOG_LEVEL,
   };

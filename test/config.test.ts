@@ -1,3 +1,4 @@
+import os from 'node:os';
 import { ConfigError, loadConfig } from '../src/config';
 
 describe('loadConfig', () => {
@@ -66,6 +67,14 @@ describe('loadConfig', () => {
   it('refuses production without a JWT secret', () => {
     expect(() => loadConfig({ NODE_ENV: 'production' })).toThrow(/JWT_SECRET: required when NODE_ENV=production/);
     expect(loadConfig({ NODE_ENV: 'production', JWT_SECRET: 'b'.repeat(32) }).production).toBe(true);
+  });
+
+  it('reads PULSE_WORKERS as a number of workers or auto, one by default', () => {
+    expect(loadConfig({}).cluster).toEqual({ workers: 1, workerIndex: null });
+    expect(loadConfig({ PULSE_WORKERS: '4' }).cluster.workers).toBe(4);
+    expect(loadConfig({ PULSE_WORKERS: 'auto' }).cluster.workers).toBe(os.availableParallelism());
+    expect(() => loadConfig({ PULSE_WORKERS: '0' })).toThrow(/PULSE_WORKERS: expected at least 1 \(got "0"\)/);
+    expect(() => loadConfig({ PULSE_WORKERS: 'many' })).toThrow(/PULSE_WORKERS: expected a whole number of workers, or auto \(got "many"\)/);
   });
 
   it('treats an empty variable as unset', () => {

@@ -37,7 +37,8 @@ export interface RequestHandlerOptions {
   overloaded(): boolean;
   /** True once shutdown has begun: answer, but ask clients to reconnect elsewhere. */
   draining(): boolean;
-  metrics: Pick<Metrics, 'registry'>;
+  /** What /metrics serves: this process's registry, or (in a cluster) the whole instance's. */
+  metrics: { registry: Pick<Metrics['registry'], 'metrics' | 'contentType'> };
   /** The plain-HTTP endpoints (POST /pulse, GET /status/...). */
   rest: RestRoutes;
   /** GraphQL subscriptions over Server-Sent Events, at /graphql/stream. */

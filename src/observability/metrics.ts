@@ -5,6 +5,13 @@
  *
  * Labels are bounded by Pulse itself (outcomes, route names, GraphQL root fields),
  * never by caller-supplied strings, so a client cannot blow up cardinality.
+ *
+ * In a worker of a cluster (PULSE_WORKERS > 1), the primary sums every worker's
+ * registry into one answer for the instance (src/cluster/instance-metrics.ts):
+ * Pulse's series keep their names and mean the whole instance. Only what is
+ * meaningless summed carries a `worker` label: the process's own figures
+ * (memory, CPU, event loop lag), and a per-worker copy of heartbeats and requests
+ * that shows how evenly the workers share the load.
  */
 import type pg from 'pg';
 import type { ReplicaHealth } from '../db/read-replicas';
@@ -36,9 +43,15 @@ export interface Metrics {
 }
 
 
-export function createMetrics(): Metrics {
+export interface MetricsOptions {
+  /** In a worker of a cluster: its slot (1..PULSE_WORKERS), the value of the `worker` label. */
+  worker?: number | null;
+}
+
+export function createMetrics(options: MetricsOptions = {}): Metrics {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'pulse_process_' });
+  const worker = options.worker ? String(options.worker) : null;
+  collectDefaultMetrics({ register: registry, prefix: 'pulse_process_', ...(worker ? { labels: { worker } } : {}) });
 
   const heartbeats = new Counter({
     name: 'pulse_heartbeats_total',
@@ -95,6 +108,31 @@ export function createMetrics(): Metrics {
     labelNames: ['replica'] as const,
     registers: [registry],
   });
+
+  if (worker) {
+    // Read from the instance-wide series at scrape time, so the hot path counts once.
+    new Counter({
+      name: 'pulse_worker_heartbeats_total',
+      help: 'pulse_heartbeats_total of one worker process (label worker), by outcome',
+      labelNames: ['worker', 'outcome'] as const,
+      registers: [registry],
+      async collect() {
+        this.reset();
+        for (const { labels, value } of (await heartbeats.get()).values) this.inc({ worker, outcome: String(labels.outcome) }, value);
+      },
+    });
+    new Counter({
+      name: 'pulse_worker_requests_total',
+      help: 'Requests (GraphQL operations and REST routes) answered by one worker process (label worker)',
+      labelNames: ['worker'] as const,
+      registers: [registry],
+      async collect() {
+        const counts = (await requestDuration.get()).values.filter((v) => v.metricName === 'pulse_request_duration_seconds_count');
+        this.reset();
+        this.inc({ worker }, counts.reduce((sum, v) => sum + v.value, 0));
+      },
+    });
+  }
 
   // A gauge read on every scrape, rather than kept up to date on every change.
   const gauge = (name: string, help: string, read: () => number) =>
