@@ -18,6 +18,8 @@ import { createApolloServer } from './graphql/apollo';
 import { createSchema } from './graphql/schema';
 import { createRequestHandler } from './http/http-server';
 import { createPresenceStream } from './http/presence-stream';
+import { createMultipartSubscriptions } from './http/multipart-subscriptions';
+import { createSubscriptionOperations } from './http/subscription-operations';
 import { createRestRoutes } from './http/rest';
 import { createWebAssets } from './http/web-assets';
 import { LivePresence } from './live/live-presence';
@@ -152,6 +154,12 @@ async function startOnDatabase(
     metrics,
   });
   await apollo.start();
+  // One set of rules for subscriptions, whichever protocol carries them.
+  const subscriptionOperations = createSubscriptionOperations({
+    schema,
+    contextFor: (request) => createContext({ presence, tokens }, request),
+    statusesMaxIds: config.presence.statusesMaxIds,
+  });
   httpServer.on(
     'request',
     createRequestHandler({
@@ -164,10 +172,10 @@ async function startOnDatabase(
       draining: () => draining,
       metrics,
       rest: createRestRoutes({ presence, tokens, statusesMaxIds: config.presence.statusesMaxIds, metrics }),
-      stream: createPresenceStream({
-        schema,
-        contextFor: (request) => createContext({ presence, tokens }, request),
-        statusesMaxIds: config.presence.statusesMaxIds,
+      stream: createPresenceStream({ operations: subscriptionOperations }),
+      multipartSubscriptions: createMultipartSubscriptions({
+        operations: subscriptionOperations,
+        keepAliveMs: config.http.subscriptionKeepAliveMs,
       }),
       // Three heartbeats per threshold: one lost heartbeat never shows a user offline.
       corsAllowedOrigins: config.http.corsAllowedOrigins,

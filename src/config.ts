@@ -25,6 +25,8 @@ export interface Config {
     readonly shutdownDrainMs: number;
     /** Origins whose pages may call Pulse from a browser; '*': any (bearer tokens, no cookies). */
     readonly corsAllowedOrigins: readonly string[] | '*';
+    /** How often an idle multipart subscription on /graphql sends a keep-alive part. */
+    readonly subscriptionKeepAliveMs: number;
   };
   readonly database: {
     /** Unset: Pulse runs its own embedded PostgreSQL under `dataDir`. */
@@ -144,6 +146,7 @@ const serverEnv = z.object({
     .default('*'),
   PULSE_DATA_DIR: z.string().trim().min(1).default('data'),
   LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+  SUBSCRIPTION_KEEPALIVE_SECONDS: positiveNumber.default(5),
 });
 
 const databaseEnv = z.object({
@@ -262,6 +265,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: { forS
       bodyLimitBytes: server.HTTP_BODY_LIMIT_BYTES,
       shutdownDrainMs: server.SHUTDOWN_DRAIN_MS,
       corsAllowedOrigins: server.CORS_ALLOWED_ORIGINS === '*' ? '*' : server.CORS_ALLOWED_ORIGINS.split(',').map((o) => o.trim()),
+      subscriptionKeepAliveMs: Math.max(1, Math.round(server.SUBSCRIPTION_KEEPALIVE_SECONDS * 1000)),
     },
     database: {
       url: database.DATABASE_URL ?? null,

@@ -3,6 +3,9 @@
  * stream (/graphql/stream), the plain endpoints (/pulse, /status/...), the live
  * page and browser client (/, /app.js, /sdk.js), and health and metrics.
  *
+ * Subscriptions are served on /graphql too, to clients that ask for Apollo's
+ * multipart protocol (see multipart-subscriptions.ts).
+ *
  * Node's own http module, with Apollo mounted through its integration API
  * (`executeHTTPGraphQLRequest`) instead of a web framework: the plain endpoints that
  * clients call most stay a few function calls away from the socket.
@@ -16,6 +19,7 @@ import type { Metrics } from '../observability/metrics';
 import type { PulseContext, RequestInfo } from '../graphql/context';
 import { applyCors } from './cors';
 import type { PresenceStream } from './presence-stream';
+import { acceptsMultipartSubscription, type MultipartSubscriptions } from './multipart-subscriptions';
 import { restRouteOf, type RestRoutes } from './rest';
 import type { WebAssets } from './web-assets';
 import { sendJson } from './send-json';
@@ -41,6 +45,8 @@ export interface RequestHandlerOptions {
   rest: RestRoutes;
   /** GraphQL subscriptions over Server-Sent Events, at /graphql/stream. */
   stream: PresenceStream;
+  /** GraphQL subscriptions on /graphql over Apollo's multipart protocol (stock Apollo clients). */
+  multipartSubscriptions: MultipartSubscriptions;
   /** The live page (/) and the browser client (/sdk.js). */
   web: WebAssets;
   /** Origins whose pages may call Pulse ('*': any). */
@@ -94,6 +100,7 @@ async function route(options: RequestHandlerOptions, info: RequestInfo, req: htt
   switch (url.pathname) {
     case '/graphql':
       if (options.overloaded()) return shed(res);
+      if (acceptsMultipartSubscription(req.headers.accept)) return multipartSubscription(options, info, req, res, url);
       return graphql(options, info, req, res, url);
     case '/graphql/stream': {
       if (options.overloaded()) return shed(res);
@@ -123,8 +130,29 @@ async function route(options: RequestHandlerOptions, info: RequestInfo, req: htt
   }
 }
 
-async function graphql(options: RequestHandlerOptions, info: RequestInfo, req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<void> {
+// Private: a stock Apollo client's subscription; whatever is not one (its accept
+// header also allows JSON) is answered by Apollo as usual.
+async function multipartSubscription(
+  options: RequestHandlerOptions,
+  info: RequestInfo,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  url: URL,
+): Promise<void> {
   const text = await readBody(req, options.bodyLimitBytes);
+  if (await options.multipartSubscriptions(req, res, info, text)) return;
+  return graphql(options, info, req, res, url, text);
+}
+
+async function graphql(
+  options: RequestHandlerOptions,
+  info: RequestInfo,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  url: URL,
+  alreadyRead?: string,
+): Promise<void> {
+  const text = alreadyRead ?? (await readBody(req, options.bodyLimitBytes));
   const headers = new HeaderMap();
   for (const [name, value] of Object.entries(req.headers)) {
     if (value !== undefined) headers.set(name, Array.isArray(value) ? value.join(', ') : value);

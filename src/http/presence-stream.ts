@@ -8,16 +8,14 @@
  * the same document limits, body limit and error policy as /graphql.
  */
 import type http from 'node:http';
-import { GraphQLError, parse, specifiedRules, validate, type GraphQLSchema, type ValidationRule } from 'graphql';
+import { GraphQLError, type ExecutionResult, type ValidationRule } from 'graphql';
 import { createHandler, type Request as SseRequest } from 'graphql-sse';
-import { formatError } from '../graphql/errors';
 import type { PulseContext, RequestInfo } from '../graphql/context';
-import { maxTokens, queryLimits } from '../graphql/limits';
+import type { SubscriptionOperations } from './subscription-operations';
 
 export interface PresenceStreamOptions {
-  schema: GraphQLSchema;
-  contextFor(request: RequestInfo): PulseContext;
-  statusesMaxIds: number;
+  /** Parsing, limits, context and error masking, shared with /graphql's multipart subscriptions. */
+  operations: SubscriptionOperations;
 }
 
 /** Serves one request to the stream; resolves when the response has ended. */
@@ -41,18 +39,17 @@ const onlySubscriptions: ValidationRule = (context) => ({
 });
 
 export function createPresenceStream(options: PresenceStreamOptions): PresenceStream {
-  const rules = [...specifiedRules, ...queryLimits().validationRules, onlySubscriptions];
-  const tokenLimit = maxTokens(options.statusesMaxIds);
+  const { operations } = options;
 
   const handler = createHandler<http.IncomingMessage, { info: RequestInfo }, StreamContext>({
-    schema: options.schema,
+    schema: operations.schema,
     // Distinct connections only: no stream reservations to keep per client.
     authenticate: () => null,
-    validate: (schema, document) => validate(schema, document, rules),
+    validate: (_schema, document) => operations.validate(document, [onlySubscriptions]),
     onSubscribe(req: SseRequest<http.IncomingMessage, { info: RequestInfo }>, params) {
       let document;
       try {
-        document = parse(params.query, { maxTokens: tokenLimit });
+        document = operations.parse(params.query);
       } catch (error) {
         return [
           JSON.stringify({ errors: [{ message: (error as Error).message, extensions: { code: 'GRAPHQL_PARSE_FAILED' } }] }),
@@ -60,22 +57,17 @@ export function createPresenceStream(options: PresenceStreamOptions): PresenceSt
         ];
       }
       return {
-        schema: options.schema,
+        schema: operations.schema,
         document,
         operationName: params.operationName,
         variableValues: params.variables,
-        contextValue: options.contextFor(req.context.info) as StreamContext,
+        contextValue: operations.contextFor(req.context.info) as StreamContext,
       };
     },
-    // The same masking as /graphql: known codes pass, anything else is an
-    // internal error (logged with its cause, shown without it).
+    // The same masking as /graphql.
     onNext(ctx, _req, result) {
       if (!('errors' in result) || !result.errors?.length) return;
-      for (const error of result.errors) {
-        const code = error.extensions?.code;
-        if (!code || code === 'INTERNAL_SERVER_ERROR') ctx.logger.error('stream: internal error', { error: error.originalError ?? error });
-      }
-      return { ...result, errors: result.errors.map((e) => formatError(e.toJSON(), e) as GraphQLError) };
+      return operations.mask(result as ExecutionResult, ctx.logger) as ExecutionResult;
     },
   });
 
