@@ -128,12 +128,18 @@ async function startOnDatabase(
     logger,
     readStatuses: (userIds, viewer) => presence.statuses(userIds, viewer),
     readTimesUntilChange: (userIds) => presence.timesUntilChange(userIds),
+    onEventsSent: (delayMs, events) => {
+      metrics.liveEventDelay.observe(delayMs / 1000);
+      metrics.liveEvents.inc(events);
+    },
   });
   metrics.observeLive(live);
+  metrics.observeBus(bus);
   const users = new UserService(db, { onPresenceChange: presenceChanged });
   const settings = new SettingsService(db, { onPresenceChange: presenceChanged });
 
   let draining = false;
+  metrics.observeReadiness(async () => !draining && (await checkReadiness(db)).ready);
   const httpServer = http.createServer();
   const schema = createSchema({
     presence,

@@ -268,6 +268,8 @@ describe('a stock Apollo Client told to come back', () => {
       await watching.ended;
       expect(watching.error).toBeInstanceOf(ServerError);
       expect((watching.error as ServerError).statusCode).toBe(503);
+      // Operators see it: the shed counter their alert watches.
+      await waitForMetric(server, 'pulse_requests_shed_total{route="graphql"} 1');
 
       await lock.query('rollback');
       const answers = await Promise.all([heartbeat, read]);

@@ -40,7 +40,7 @@ export interface RequestHandlerOptions {
   overloaded(): boolean;
   /** True once shutdown has begun: answer, but ask clients to reconnect elsewhere. */
   draining(): boolean;
-  metrics: Pick<Metrics, 'registry'>;
+  metrics: Pick<Metrics, 'registry' | 'shedRequests'>;
   /** The plain-HTTP endpoints (POST /pulse, GET /status/...). */
   rest: RestRoutes;
   /** GraphQL subscriptions over Server-Sent Events, at /graphql/stream. */
@@ -99,11 +99,11 @@ async function route(options: RequestHandlerOptions, info: RequestInfo, req: htt
   const url = new URL(req.url ?? '/', 'http://pulse.invalid');
   switch (url.pathname) {
     case '/graphql':
-      if (options.overloaded()) return shed(res);
+      if (options.overloaded()) return shed(options, res, 'graphql');
       if (acceptsMultipartSubscription(req.headers.accept)) return multipartSubscription(options, info, req, res, url);
       return graphql(options, info, req, res, url);
     case '/graphql/stream': {
-      if (options.overloaded()) return shed(res);
+      if (options.overloaded()) return shed(options, res, 'stream');
       const body = await readBody(req, options.bodyLimitBytes);
       return options.stream(req, res, info, body);
     }
@@ -123,7 +123,7 @@ async function route(options: RequestHandlerOptions, info: RequestInfo, req: htt
       return sendJson(res, readiness.ready ? 200 : 503, readiness);
     }
     default:
-      if (options.overloaded() && restRouteOf(url.pathname)) return shed(res);
+      if (options.overloaded() && restRouteOf(url.pathname)) return shed(options, res, 'rest');
       if (await options.rest(req, res, url)) return;
       if (req.method === 'GET' && (await options.web.serve(url.pathname, res))) return;
       return sendJson(res, 404, { error: `Not found: ${req.method} ${url.pathname}` });
@@ -208,7 +208,8 @@ function readBody(req: http.IncomingMessage, limit: number): Promise<string> {
   });
 }
 
-function shed(res: http.ServerResponse): void {
+function shed(options: RequestHandlerOptions, res: http.ServerResponse, route: 'graphql' | 'stream' | 'rest'): void {
+  options.metrics.shedRequests.inc({ route });
   res.setHeader('retry-after', String(RETRY_AFTER_SECONDS));
   sendJson(res, 503, {
     errors: [{ message: `Pulse is overloaded; retry after ${RETRY_AFTER_SECONDS} s`, extensions: { code: 'UNAVAILABLE' } }],

@@ -42,6 +42,12 @@ export interface LivePresenceOptions {
   coalesceMs?: number;
   /** How often due offline deadlines are checked. */
   tickMs?: number;
+  /**
+   * Told, after each round of re-reads, how long the oldest change in it waited
+   * from reaching this process to its events being sent (the delay a watcher sees
+   * on top of the bus's own), and how many events it sent.
+   */
+  onEventsSent?(delayMs: number, events: number): void;
 }
 
 interface Watcher {
@@ -57,6 +63,8 @@ export class LivePresence {
   readonly #coalesceMs: number;
   readonly #watchers = new Map<UserId, Set<Watcher>>();
   readonly #dirty = new Set<UserId>();
+  /** When the oldest change among #dirty arrived (for the event delay). */
+  #dirtySince = 0;
   #flushTimer: NodeJS.Timeout | null = null;
   #flushing: Promise<void> = Promise.resolve();
   /** Offline deadlines by second, and each user's second: a timer wheel. */
@@ -114,6 +122,7 @@ export class LivePresence {
 
   /** These users' presence may have changed: re-read them for their watchers soon. */
   changed(userIds: readonly UserId[]): void {
+    if (this.#dirty.size === 0) this.#dirtySince = Date.now();
     for (const id of userIds) if (this.#watchers.has(id)) this.#dirty.add(id);
     if (this.#dirty.size > 0 && !this.#flushTimer) {
       this.#flushTimer = setTimeout(() => {
@@ -136,8 +145,10 @@ export class LivePresence {
   // status read per viewer among their watchers.
   async #flush(): Promise<void> {
     const ids = [...this.#dirty].filter((id) => this.#watchers.has(id));
+    const since = this.#dirtySince;
     this.#dirty.clear();
     if (ids.length === 0) return;
+    let events = 0;
     try {
       await this.#schedule(ids);
       const byViewer = new Map<Viewer, { watchers: Set<Watcher>; ids: Set<UserId> }>();
@@ -153,10 +164,11 @@ export class LivePresence {
         [...byViewer].map(async ([viewer, group]) => {
           const statuses = await this.#options.readStatuses([...group.ids], viewer);
           for (const watcher of group.watchers) {
-            for (const status of statuses) if (watcher.userIds.has(status.userId)) this.#send(watcher, status);
+            for (const status of statuses) if (watcher.userIds.has(status.userId) && this.#send(watcher, status)) events++;
           }
         }),
       );
+      this.#options.onEventsSent?.(Date.now() - since, events);
     } catch (error) {
       // The database is away: try these users again on the next tick rather
       // than leave their subscribers with a stale dot.
@@ -215,11 +227,13 @@ export class LivePresence {
     if (due.length > 0) this.changed(due);
   }
 
-  #send(watcher: Watcher, status: UserStatus): void {
+  /** Queues `status` for `watcher` unless it already has it; true when queued. */
+  #send(watcher: Watcher, status: UserStatus): boolean {
     const key = visibleKey(status);
-    if (watcher.sent.get(status.userId) === key) return;
+    if (watcher.sent.get(status.userId) === key) return false;
     watcher.sent.set(status.userId, key);
     watcher.queue.push(status);
+    return true;
   }
 
   #unwatch(watcher: Watcher): void {

@@ -22,6 +22,38 @@ export interface Metrics {
   observePool(pool: pg.Pool): void;
   /** Reports live presence's subscriptions, watched users and timers on every scrape. */
   observeLive(live: { readonly size: { subscriptions: number; watchedUsers: number; deadlines: number } }): void;
+  /** Requests refused at once because the database is saturated, by route (graphql, stream, rest). */
+  readonly shedRequests: Counter<'route'>;
+  /** Errors sent to GraphQL callers, by `extensions.code`. */
+  readonly graphqlErrors: Counter<'code'>;
+  /** From a change reaching this process (bus message, timer) to its events being sent. */
+  readonly liveEventDelay: Histogram;
+  /** Change events sent to subscribers (one per subscriber and changed user). */
+  readonly liveEvents: Counter;
+  /** Reports readiness (what /readyz answers) on every scrape: 1 ready, 0 not. */
+  observeReadiness(ready: () => Promise<boolean>): void;
+  /** Reports whether the presence bus's listening connection is up on every scrape. */
+  observeBus(bus: { readonly connected: boolean }): void;
+}
+
+/** The codes Pulse and Apollo give errors; anything else is counted as OTHER (bounded labels). */
+const ERROR_CODES = new Set([
+  'BAD_USER_INPUT',
+  'USERNAME_TAKEN',
+  'UNAUTHENTICATED',
+  'UNAVAILABLE',
+  'INTERNAL_SERVER_ERROR',
+  'GRAPHQL_PARSE_FAILED',
+  'GRAPHQL_VALIDATION_FAILED',
+  'BAD_REQUEST',
+  'PERSISTED_QUERY_NOT_FOUND',
+  'PERSISTED_QUERY_NOT_SUPPORTED',
+  'OPERATION_RESOLUTION_FAILURE',
+]);
+
+/** The label an error code is counted under. */
+export function errorCodeLabel(code: unknown): string {
+  return typeof code === 'string' && ERROR_CODES.has(code) ? code : 'OTHER';
 }
 
 export function createMetrics(): Metrics {
@@ -59,6 +91,38 @@ export function createMetrics(): Metrics {
     registers: [registry],
   });
 
+  const shedRequests = new Counter({
+    name: 'pulse_requests_shed_total',
+    help: 'Requests refused at once with 503 because too many were already waiting for a database connection, by route',
+    labelNames: ['route'] as const,
+    registers: [registry],
+  });
+  const graphqlErrors = new Counter({
+    name: 'pulse_graphql_errors_total',
+    help: 'Errors sent to GraphQL callers, by extensions.code',
+    labelNames: ['code'] as const,
+    registers: [registry],
+  });
+  const liveEventDelay = new Histogram({
+    name: 'pulse_live_event_delay_seconds',
+    help: 'Live presence: from a change reaching this process (a bus message, an offline timer) to its events being sent to subscribers',
+    buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [registry],
+  });
+
+  const liveEvents = new Counter({
+    name: 'pulse_live_events_total',
+    help: 'Live presence: change events sent to subscribers (one per subscriber and changed user; first statuses not counted)',
+    registers: [registry],
+  });
+
+  // Every known label value starts at 0, so rates and alerts see a series from
+  // the first scrape instead of "no data" until the first increment.
+  for (const outcome of ['accepted', 'rejected', 'limited', 'written', 'skipped', 'failed'] satisfies HeartbeatOutcome[]) heartbeats.inc({ outcome }, 0);
+  for (const route of ['graphql', 'stream', 'rest']) shedRequests.inc({ route }, 0);
+  for (const outcome of ['ok', 'skipped', 'failed']) jobRuns.inc({ job: 'retention', outcome }, 0);
+  for (const code of ERROR_CODES) graphqlErrors.inc({ code }, 0);
+
   // A gauge read on every scrape, rather than kept up to date on every change.
   const gauge = (name: string, help: string, read: () => number) =>
     new Gauge({
@@ -81,11 +145,31 @@ export function createMetrics(): Metrics {
       gauge('pulse_db_pool_in_use', 'Pool connections running a statement', () => pool.totalCount - pool.idleCount);
       gauge('pulse_db_pool_idle', 'Pool connections open and idle', () => pool.idleCount);
       gauge('pulse_db_pool_waiting', 'Requests waiting for a pool connection', () => pool.waitingCount);
+      gauge('pulse_db_pool_max', 'Most connections the pool opens (DB_POOL_MAX)', () => pool.options.max ?? 10);
     },
     observeLive(live) {
       gauge('pulse_live_subscriptions', 'Open presenceChanged subscriptions on this process', () => live.size.subscriptions);
       gauge('pulse_live_watched_users', 'Distinct users watched by them', () => live.size.watchedUsers);
       gauge('pulse_live_timers', 'Watched users with a pending status change (going offline, a status expiring)', () => live.size.deadlines);
+    },
+    shedRequests,
+    graphqlErrors,
+    liveEventDelay,
+    liveEvents,
+    observeReadiness(ready) {
+      new Gauge({
+        name: 'pulse_ready',
+        help: 'Whether this instance is ready to serve (what /readyz answers): 1 ready, 0 not',
+        registers: [registry],
+        async collect() {
+          this.set((await ready().catch(() => false)) ? 1 : 0);
+        },
+      });
+    },
+    observeBus(bus) {
+      gauge('pulse_bus_connected', 'Whether the presence bus is listening (1) or its connection is lost (0): events from other instances are missed while 0', () =>
+        bus.connected ? 1 : 0,
+      );
     },
   };
 }
