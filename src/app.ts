@@ -139,7 +139,13 @@ async function startOnDatabase(
   const settings = new SettingsService(db, { onPresenceChange: presenceChanged });
 
   let draining = false;
-  metrics.observeReadiness(async () => !draining && (await checkReadiness(db)).ready);
+  metrics.observeReadiness(() => {
+    if (draining) return Promise.resolve(false);
+    // With every connection busy, a check would queue among requests (and count
+    // toward shedding them); a pool that busy reaches its database: keep the last answer.
+    if (connection.pool.idleCount === 0 && connection.pool.totalCount >= config.database.poolMax) return null;
+    return checkReadiness(db).then((readiness) => readiness.ready);
+  });
   const httpServer = http.createServer();
   const schema = createSchema({
     presence,

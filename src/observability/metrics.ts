@@ -30,11 +30,18 @@ export interface Metrics {
   readonly liveEventDelay: Histogram;
   /** Change events sent to subscribers (one per subscriber and changed user). */
   readonly liveEvents: Counter;
-  /** Reports readiness (what /readyz answers) on every scrape: 1 ready, 0 not. */
-  observeReadiness(ready: () => Promise<boolean>): void;
+  /**
+   * Reports readiness (what /readyz answers) on every scrape: 1 ready, 0 not.
+   * `ready` returns null when it cannot check now without harm: the last answer stands.
+   */
+  observeReadiness(ready: () => Promise<boolean> | null): void;
   /** Reports whether the presence bus's listening connection is up on every scrape. */
   observeBus(bus: { readonly connected: boolean }): void;
 }
+
+/** How long a scrape waits for the readiness check, and when a check counts as failed. */
+const READINESS_WAIT_MS = 1000;
+const READINESS_STUCK_MS = 10_000;
 
 /** The codes Pulse and Apollo give errors; anything else is counted as OTHER (bounded labels). */
 const ERROR_CODES = new Set([
@@ -157,12 +164,38 @@ export function createMetrics(): Metrics {
     liveEventDelay,
     liveEvents,
     observeReadiness(ready) {
+      // The check needs a pool connection, and /metrics must answer even while
+      // the pool is saturated (when it matters most): a scrape waits at most a
+      // second for the check, then reports the last answer, or 0 once a check
+      // has been stuck for longer than a scrape would wait for /readyz.
+      let last = false;
+      let running: { done: Promise<void>; since: number } | null = null;
       new Gauge({
         name: 'pulse_ready',
         help: 'Whether this instance is ready to serve (what /readyz answers): 1 ready, 0 not',
         registers: [registry],
         async collect() {
-          this.set((await ready().catch(() => false)) ? 1 : 0);
+          if (!running) {
+            const check = ready();
+            if (!check) {
+              this.set(last ? 1 : 0);
+              return;
+            }
+            running = {
+              since: Date.now(),
+              done: check
+                .catch(() => false)
+                .then((answer) => {
+                  last = answer;
+                  running = null;
+                }),
+            };
+          }
+          let timer: NodeJS.Timeout | undefined;
+          await Promise.race([running.done, new Promise((resolve) => (timer = setTimeout(resolve, READINESS_WAIT_MS)))]);
+          clearTimeout(timer);
+          const stuck = running !== null && Date.now() - running.since > READINESS_STUCK_MS;
+          this.set(last && !stuck ? 1 : 0);
         },
       });
     },
