@@ -49,6 +49,8 @@ export interface Config {
     /**
      * A user whose row was written less than this many seconds ago is not written
      * again (0: always write). Below the threshold, so a skipped user stays online.
+     * Unset: the smaller of 5 s and a sixth of the threshold (see
+     * {@link defaultMinWriteGapSeconds}).
      */
     readonly minWriteGapSeconds: number;
   };
@@ -164,7 +166,8 @@ const presenceEnv = z.object({
   PRESENCE_THRESHOLD_SECONDS: positiveNumber.default(30),
   STATUSES_MAX_IDS: integer(1, 100_000).default(1000),
   HEARTBEAT_MIN_INTERVAL_MS: integer(0, 60_000).default(1000),
-  HEARTBEAT_MIN_WRITE_GAP_SECONDS: nonNegativeNumber.default(5),
+  // Unset: derived from the threshold (defaultMinWriteGapSeconds).
+  HEARTBEAT_MIN_WRITE_GAP_SECONDS: nonNegativeNumber.optional(),
   HEARTBEAT_BATCHING: boolean.default(true),
   HEARTBEAT_BATCH_WINDOW_MS: integer(0, 1000).default(5),
   HEARTBEAT_BATCH_MAX: integer(1, 10_000).default(1000),
@@ -245,8 +248,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: { forS
   }
 
   // A skipped write leaves last_hb up to the gap old; at or past the threshold a
-  // user who keeps sending heartbeats would flicker offline.
-  if (presence && presence.HEARTBEAT_MIN_WRITE_GAP_SECONDS >= presence.PRESENCE_THRESHOLD_SECONDS) {
+  // user who keeps sending heartbeats would flicker offline. Only a gap the
+  // operator chose can be wrong: the derived one is always below the threshold.
+  const minWriteGapSeconds = presence
+    ? (presence.HEARTBEAT_MIN_WRITE_GAP_SECONDS ?? defaultMinWriteGapSeconds(presence.PRESENCE_THRESHOLD_SECONDS))
+    : 0;
+  if (presence?.HEARTBEAT_MIN_WRITE_GAP_SECONDS !== undefined && presence.HEARTBEAT_MIN_WRITE_GAP_SECONDS >= presence.PRESENCE_THRESHOLD_SECONDS) {
     problems.push(
       `HEARTBEAT_MIN_WRITE_GAP_SECONDS: expected less than PRESENCE_THRESHOLD_SECONDS (${presence.PRESENCE_THRESHOLD_SECONDS}), or a user who keeps sending heartbeats could show as offline (got "${presence.HEARTBEAT_MIN_WRITE_GAP_SECONDS}")`,
     );
@@ -281,7 +288,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: { forS
       thresholdSeconds: presence.PRESENCE_THRESHOLD_SECONDS,
       statusesMaxIds: presence.STATUSES_MAX_IDS,
       heartbeatMinIntervalMs: presence.HEARTBEAT_MIN_INTERVAL_MS,
-      minWriteGapSeconds: presence.HEARTBEAT_MIN_WRITE_GAP_SECONDS,
+      minWriteGapSeconds,
     },
     heartbeatBatching: {
       enabled: presence.HEARTBEAT_BATCHING,
@@ -300,6 +307,22 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: { forS
     logLevel: server.LOG_LEVEL,
   };
   return deepFreeze(config);
+}
+
+/**
+ * The minimum write gap when HEARTBEAT_MIN_WRITE_GAP_SECONDS is not set: the
+ * smaller of 5 s and a sixth of the presence threshold (5 s at the default 30 s;
+ * 0.5 s at a threshold of 3 s).
+ *
+ * Why a sixth: clients send a heartbeat every third of the threshold (the browser
+ * client's interval), and a skipped write leaves last_hb up to the gap old, so a
+ * user stays online through one lost heartbeat while gap + 2 intervals is below
+ * the threshold, that is while the gap is below a third of it. A sixth keeps half
+ * of that as room for network delay. Past 30 s, 5 s is already a sixth of the
+ * write load of writing every heartbeat; a longer gap saves little.
+ */
+export function defaultMinWriteGapSeconds(thresholdSeconds: number): number {
+  return Math.min(5, thresholdSeconds / 6);
 }
 
 // Private: configuration is shared by every module; freezing it makes an accidental

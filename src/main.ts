@@ -27,7 +27,7 @@ async function main(): Promise<void> {
     pulse = await startPulse(config, logger);
   } catch (error) {
     logger.error(`Pulse could not start: ${explainStartFailure(error)}`);
-    if (!isExplained(error)) logger.error('cause', { error, stack: (error as Error)?.stack });
+    if (!isExplained(error)) logger.error('cause', { error });
     process.exit(1);
   }
 

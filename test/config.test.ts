@@ -35,6 +35,18 @@ describe('loadConfig', () => {
     expect(loadConfig({ HEARTBEAT_BATCHING: 'off' }).heartbeatBatching.enabled).toBe(false);
   });
 
+  it('derives the minimum write gap from a threshold set alone, and still refuses a bad explicit one', () => {
+    // A threshold below the 5 s gap used to stop the start.
+    expect(loadConfig({ PRESENCE_THRESHOLD_SECONDS: '4' }).presence).toMatchObject({ thresholdSeconds: 4, minWriteGapSeconds: 4 / 6 });
+    expect(loadConfig({ PRESENCE_THRESHOLD_SECONDS: '0.5' }).presence.minWriteGapSeconds).toBeCloseTo(0.5 / 6);
+    expect(loadConfig({ PRESENCE_THRESHOLD_SECONDS: '120' }).presence.minWriteGapSeconds).toBe(5);
+    // An explicit value is the operator's: kept, and checked.
+    expect(loadConfig({ PRESENCE_THRESHOLD_SECONDS: '4', HEARTBEAT_MIN_WRITE_GAP_SECONDS: '0' }).presence.minWriteGapSeconds).toBe(0);
+    expect(() => loadConfig({ PRESENCE_THRESHOLD_SECONDS: '4', HEARTBEAT_MIN_WRITE_GAP_SECONDS: '5' })).toThrow(
+      /HEARTBEAT_MIN_WRITE_GAP_SECONDS: expected less than PRESENCE_THRESHOLD_SECONDS \(4\).*\(got "5"\)/,
+    );
+  });
+
   it('reports every problem at once, naming the variable and the value', () => {
     let error: ConfigError | undefined;
     try {

@@ -8,8 +8,9 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { sql } from 'kysely';
+import { createPool } from '../src/db/database';
 import { startEmbeddedPostgres } from '../src/db/embedded-postgres';
-import { silentLogger } from '../src/logger';
+import { createLogger, silentLogger } from '../src/logger';
 import { freePort } from './support/free-port';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
 import { startTestServer, type GraphQLReply, type TestServer } from './support/test-server';
@@ -61,6 +62,41 @@ describe('on a shared database', () => {
     expect(ok(reply)).toBe(true);
   });
 
+  it('survives losing a connection while it is checked out, logs it once, and the next query gets a fresh one', async () => {
+    const lines: string[] = [];
+    const pool = createPool({
+      url: t.url,
+      poolMax: 1,
+      connectionTimeoutMs: 2_000,
+      statementTimeoutMs: 2_000,
+      logger: createLogger('warn', (line) => lines.push(line)),
+    });
+    try {
+      // Held between statements, as a session (retention's advisory lock) holds
+      // it, or as a query's client is between its answer and its release.
+      const client = await pool.connect();
+      const { rows } = await client.query<{ pid: number }>('select pg_backend_pid() as pid');
+      const ended = new Promise((resolve) => client.once('end', resolve));
+      const admin = new pg.Client({ connectionString: t.url });
+      await admin.connect();
+      try {
+        await admin.query('select pg_terminate_backend($1)', [rows[0]!.pid]);
+      } finally {
+        await admin.end();
+      }
+      await ended;
+      client.release();
+
+      const after = await pool.query<{ pid: number }>('select pg_backend_pid() as pid');
+      expect(after.rows[0]!.pid).not.toBe(rows[0]!.pid);
+      const lost = lines.map((l) => JSON.parse(l)).filter((e) => e.msg === 'database: connection lost');
+      expect(lost).toHaveLength(1);
+      expect(lost[0].error).toMatchObject({ code: '57P01', message: expect.stringMatching(/terminating connection/) });
+    } finally {
+      await pool.end();
+    }
+  });
+
   it('answers UNAVAILABLE (503) when a statement outlives the statement timeout, sheds the overflow, and does not wedge', async () => {
     const locker = new pg.Client({ connectionString: t.url });
     await locker.connect();
@@ -81,6 +117,36 @@ describe('on a shared database', () => {
 
     const after = await Promise.all(Array.from({ length: 4 }, () => server.graphql(STATUS)));
     expect(after.every(ok)).toBe(true);
+  });
+
+  it('answers a heartbeat whose status fields cannot be read with UNAVAILABLE (503, Retry-After), as every other path does', async () => {
+    // The write touches only pulse; the status read also joins presence_settings,
+    // which is locked past the statement timeout.
+    const locker = new pg.Client({ connectionString: t.url });
+    await locker.connect();
+    await locker.query('begin');
+    await locker.query('lock table presence_settings in access exclusive mode');
+    try {
+      const answers = await Promise.all([
+        fetch(server.pulse.graphqlUrl, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${server.token('77')}` },
+          body: JSON.stringify({ query: 'mutation { heartbeat { userId online state statusText } }' }),
+        }),
+        fetch(server.pulse.graphqlUrl.replace('/graphql', '/status/77')),
+      ]);
+      for (const response of answers) {
+        const body = (await response.json()) as GraphQLReply['body'];
+        expect({ status: response.status, retryAfter: response.headers.get('retry-after'), code: body.errors?.[0]?.extensions?.code }).toEqual({
+          status: 503,
+          retryAfter: '1',
+          code: 'UNAVAILABLE',
+        });
+      }
+    } finally {
+      await locker.query('rollback');
+      await locker.end();
+    }
   });
 
   it('tells a shed or failed client when to retry', async () => {

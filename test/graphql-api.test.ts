@@ -139,6 +139,19 @@ describe('malformed requests', () => {
     expect(reply.body.errors![0]!.extensions!.code).toBe('GRAPHQL_PARSE_FAILED');
   });
 
+  it('answers a subscription sent to /graphql with 400 naming /graphql/stream, not an internal error', async () => {
+    const subscription = 'subscription { presenceChanged(ids: ["1"]) { userId state } }';
+    const posted = await server.graphql(subscription);
+    expect(posted.status).toBe(400);
+    expect(posted.body.errors).toHaveLength(1);
+    expect(posted.body.errors![0]!.extensions?.code).toBe('BAD_REQUEST');
+    expect(posted.body.errors![0]!.message).toContain('/graphql/stream');
+    // By GET, Apollo refuses any operation but a query first (405, Allow: POST).
+    const got = await fetch(`${server.pulse.graphqlUrl}?query=${encodeURIComponent(subscription)}`, { headers: { 'apollo-require-preflight': 'true' } });
+    expect(got.status).toBe(405);
+    expect(got.headers.get('allow')).toBe('POST');
+  });
+
   it('answers unknown paths with 404', async () => {
     const response = await fetch(server.pulse.graphqlUrl.replace('/graphql', '/nope'));
     expect(response.status).toBe(404);

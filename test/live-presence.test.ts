@@ -253,6 +253,8 @@ describe('what each subscriber may see', () => {
       const s = await watchAs(undefined, [fay.id]);
       await s.next((e) => live(e)?.state === 'AWAY');
       await s.next((e) => live(e)?.state === 'ONLINE', 6000);
+      // The watcher saw AWAY until the expiry, then ONLINE: nothing in between.
+      expect(s.events.map((e) => `${live(e).userId} ${live(e).state}`)).toEqual([`${fay.id} AWAY`, `${fay.id} ONLINE`]);
     } finally {
       clearInterval(beating);
     }

@@ -2,6 +2,7 @@
  * What reaches the logs: unexpected errors with their cause and the request id,
  * masked for the caller; never a token.
  */
+import pg from 'pg';
 import { sql } from 'kysely';
 import { createLogger } from '../src/logger';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
@@ -54,3 +55,54 @@ it('never writes a bearer token to the logs', async () => {
   expect(lines.length).toBeGreaterThan(0);
   expect(lines.join('\n')).not.toContain(token.split('.')[2]);
 });
+
+it('logs a lost database connection as the error alone (type, message, SQLSTATE, stack), not the client it belonged to', async () => {
+  // Both pool connections busy at once, then idle: terminate them there.
+  await Promise.all([1, 2, 3].map(() => server.graphql('{ status(id: "1") { online } }')));
+  const admin = new pg.Client({ connectionString: t.url });
+  await admin.connect();
+  try {
+    await admin.query("select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'pulse' and datname = current_database()");
+  } finally {
+    await admin.end();
+  }
+  const line = await eventually(() => lines.find((l) => l.includes('"database: connection lost"')));
+  const logged = JSON.parse(line);
+  expect(Object.keys(logged.error).sort()).toEqual(['code', 'message', 'stack', 'type']);
+  expect(logged.error).toMatchObject({ type: 'DatabaseError', code: '57P01', message: expect.stringMatching(/terminating connection/) });
+  expect(line).not.toContain('application_name');
+  expect(line.length).toBeLessThan(4000);
+});
+
+it('never writes a password or a token, wherever it hides', () => {
+  const out: string[] = [];
+  const logger = createLogger('debug', (l) => out.push(l));
+  const url = 'postgres://pulse:s3cret-pw@db.internal:5432/pulse';
+  const token = server.token('42');
+  let badUrl: unknown;
+  try {
+    new URL('postgres://pulse:s3cret-pw@db.internal:port/pulse');
+  } catch (error) {
+    badUrl = error; // Node keeps the whole input on the error, as `input`
+  }
+  logger.error(`could not reach ${url}`, {
+    error: new Error(`connect to ${url} failed`, { cause: badUrl }),
+    url,
+    settings: { conninfo: 'host=db.internal user=pulse password=s3cret-pw', nested: [{ header: `Bearer ${token}` }] },
+  });
+  logger.child({ url }).warn(`token ${token} refused`);
+  const text = out.join('\n');
+  expect(text).not.toContain('s3cret-pw');
+  expect(text).not.toContain(token.split('.')[1]);
+  // What an operator needs stays: who, where, what went wrong.
+  expect(text).toContain('postgres://pulse:***@db.internal:5432/pulse');
+  expect(JSON.parse(out[0]!).error.cause).toMatchObject({ type: 'TypeError', code: 'ERR_INVALID_URL', message: 'Invalid URL' });
+});
+
+async function eventually<T>(find: () => T | undefined, limitMs = 10_000): Promise<T> {
+  for (const started = Date.now(); Date.now() - started < limitMs; await new Promise((r) => setTimeout(r, 50))) {
+    const found = find();
+    if (found !== undefined) return found;
+  }
+  throw new Error('gave up waiting');
+}

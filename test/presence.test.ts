@@ -6,6 +6,7 @@
 import { sql } from 'kysely';
 import { PresenceService } from '../src/presence/presence-service';
 import { parseUserId } from '../src/presence/user-id';
+import type { UserStatus } from '../src/presence/user-status';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
 
 const id = parseUserId;
@@ -103,7 +104,11 @@ describe('statuses', () => {
     const loader = presence.createStatusLoader(null);
     t.statements.length = 0;
     const results = await Promise.all([loader.load(id('10')), loader.loadMany([id('11'), id('12')]), loader.load(id('10'))]);
-    expect(results).toHaveLength(3);
+    // Each caller gets its own users' statuses, in the order it asked.
+    const [first, many, again] = results as [UserStatus, UserStatus[], UserStatus];
+    expect(first.userId).toBe('10');
+    expect(many.map((status) => status.userId)).toEqual(['11', '12']);
+    expect(again).toEqual(first);
     expect(t.statements).toHaveLength(1);
   });
 

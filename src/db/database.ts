@@ -48,12 +48,28 @@ export function createPool(options: Omit<DatabaseOptions, 'onStatement'>): pg.Po
     statement_timeout: options.statementTimeoutMs,
     application_name: 'pulse',
   });
-  // An idle client loses its connection when the server restarts or an admin
-  // terminates it. Without a listener that error event would crash the process;
-  // the pool discards the client and the next query opens a fresh one.
-  pool.on('error', (error) => {
-    options.logger.warn('database: idle connection lost', { error });
+  // A pg client emits `error` when its connection is lost (the server restarts,
+  // an admin terminates the backend, the network drops), and an `error` event
+  // without a listener ends the process. pg-pool listens only while a client is
+  // idle: a checked-out client has no listener, and is checked out longer than
+  // its queries run (the answer to a query can be followed, in the same network
+  // read, by the server's "terminating connection" before the client is released;
+  // a session holds its client across statements). So every client gets a
+  // listener of its own from the moment it connects until it is gone; the pool
+  // drops a broken client when it is released, and the next query opens a fresh one.
+  pool.on('connect', (client) => {
+    let reported = false;
+    client.on('error', (error) => {
+      // One loss is often two events (the server's message, then the socket's
+      // end): one line is enough.
+      if (reported) return;
+      reported = true;
+      options.logger.warn('database: connection lost', { error });
+    });
   });
+  // The pool re-emits an idle client's error after discarding the client; the
+  // client's own listener above has already logged it.
+  pool.on('error', () => {});
   return pool;
 }
 

@@ -10,6 +10,7 @@ import { errorCodeLabel, type Metrics } from '../observability/metrics';
 import type { PulseContext } from './context';
 import { errorLoggingPlugin, formatError } from './errors';
 import { maxTokens, queryLimits } from './limits';
+import { subscriptionsElsewherePlugin } from './subscriptions-elsewhere';
 
 export interface ApolloOptions {
   /** The executable schema (see createSchema), shared with the event stream. */
@@ -85,6 +86,7 @@ export function createApolloServer(options: ApolloOptions): ApolloServer<PulseCo
     plugins: [
       ...protection.plugins,
       errorLoggingPlugin(options.logger),
+      subscriptionsElsewherePlugin<PulseContext>(),
       ...(options.metrics ? [latencyPlugin(options.metrics)] : []),
       ...(options.metrics ? [errorCountPlugin(options.metrics)] : []),
       ApolloServerPluginDrainHttpServer({ httpServer: options.httpServer }),

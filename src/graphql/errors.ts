@@ -6,33 +6,22 @@
 import type { GraphQLFormattedError } from 'graphql';
 import { GraphQLError } from 'graphql';
 import { unwrapResolverError } from '@apollo/server/errors';
-import { toPulseError, type PulseError } from '../errors';
+import { toPulseError } from '../errors';
+import { ERROR_ANSWERS, errorHeaders } from '../http/error-answers';
 import type { ApolloServerPlugin } from '@apollo/server';
 import type { Logger } from '../logger';
 import type { PulseContext } from './context';
-
-const HTTP_STATUS: Record<PulseError['code'], number | undefined> = {
-  // BAD_USER_INPUT keeps 200: a bad id in one field must not void the other fields'
-  // answers, which a 400 would tell clients to discard.
-  BAD_USER_INPUT: undefined,
-  // Same reasoning: a taken name is an answer about this field, not a failed request.
-  USERNAME_TAKEN: undefined,
-  UNAUTHENTICATED: 401,
-  UNAVAILABLE: 503,
-};
 
 /** Rethrows `error` as the GraphQLError its caller should see. */
 export function toGraphQLError(error: unknown): never {
   if (error instanceof GraphQLError) throw error;
   const known = toPulseError(error);
   if (!known) throw error;
-  const status = HTTP_STATUS[known.code];
-  // An outage is temporary: tell clients when to come back rather than let them
-  // retry at once and deepen it.
-  const headers = known.code === 'UNAVAILABLE' ? new Map([['retry-after', '1']]) : undefined;
+  const answer = ERROR_ANSWERS[known.code];
+  const http = answer.failsGraphQLRequest ? { status: answer.status, headers: new Map(Object.entries(errorHeaders(answer.status))) } : undefined;
   throw new GraphQLError(known.message, {
     originalError: known,
-    extensions: { code: known.code, ...(status ? { http: { status, ...(headers ? { headers } : {}) } } : {}) },
+    extensions: { code: known.code, ...(http ? { http } : {}) },
   });
 }
 

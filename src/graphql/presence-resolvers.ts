@@ -12,6 +12,7 @@ import { parseUserId, type UserId } from '../presence/user-id';
 import type { ManualStatus, UserStatus } from '../presence/user-status';
 import type { PrivacySettings, SettingsService } from '../users/settings-service';
 import type { PulseContext } from './context';
+import { toGraphQLError } from './errors';
 import { guard } from './guard';
 
 export interface PresenceResolverDependencies {
@@ -35,10 +36,12 @@ type HeartbeatStatus = UserStatus & { [FROM_WRITE]?: true };
 export function createPresenceResolvers(deps: PresenceResolverDependencies) {
   // A field of the caller's own status: as written, or, for a heartbeat's answer,
   // from the status read (one statement for all such fields of the request).
+  // Only the read can fail, so only the read is guarded (a database outage is
+  // UNAVAILABLE, not a masked internal error); the plain field stays synchronous.
   const ownField =
     <K extends 'state' | 'statusText' | 'manualStatus'>(field: K) =>
     (parent: HeartbeatStatus, _args: unknown, ctx: PulseContext): UserStatus[K] | Promise<UserStatus[K]> =>
-      parent[FROM_WRITE] ? ctx.loaders.status.load(parent.userId).then((status) => status[field]) : parent[field];
+      parent[FROM_WRITE] ? ctx.loaders.status.load(parent.userId).then((status) => status[field], toGraphQLError) : parent[field];
 
   return {
     UserStatus: {

@@ -19,9 +19,11 @@ import type { Metrics } from '../observability/metrics';
 import type { PulseContext, RequestInfo } from '../graphql/context';
 import { applyCors } from './cors';
 import type { PresenceStream } from './presence-stream';
-import { acceptsMultipartSubscription, type MultipartSubscriptions } from './multipart-subscriptions';
+import type { MultipartSubscriptions } from './multipart-subscriptions';
+import { acceptsMultipartSubscriptions } from '../graphql/subscriptions-elsewhere';
 import { restRouteOf, type RestRoutes } from './rest';
 import type { WebAssets } from './web-assets';
+import { errorHeaders, RETRY_AFTER_SECONDS } from './error-answers';
 import { sendJson } from './send-json';
 
 export interface RequestHandlerOptions {
@@ -52,9 +54,6 @@ export interface RequestHandlerOptions {
   /** Origins whose pages may call Pulse ('*': any). */
   corsAllowedOrigins: readonly string[] | '*';
 }
-
-/** Seconds a shed client is asked to wait before retrying. */
-const RETRY_AFTER_SECONDS = 1;
 
 /** A request that cannot be served as sent; answered with `status` and `message`. */
 class HttpProblem extends Error {
@@ -100,7 +99,7 @@ async function route(options: RequestHandlerOptions, info: RequestInfo, req: htt
   switch (url.pathname) {
     case '/graphql':
       if (options.overloaded()) return shed(options, res, 'graphql');
-      if (acceptsMultipartSubscription(req.headers.accept)) return multipartSubscription(options, info, req, res, url);
+      if (acceptsMultipartSubscriptions(req.headers.accept)) return multipartSubscription(options, info, req, res, url);
       return graphql(options, info, req, res, url);
     case '/graphql/stream': {
       if (options.overloaded()) return shed(options, res, 'stream');
@@ -210,7 +209,7 @@ function readBody(req: http.IncomingMessage, limit: number): Promise<string> {
 
 function shed(options: RequestHandlerOptions, res: http.ServerResponse, route: 'graphql' | 'stream' | 'rest'): void {
   options.metrics.shedRequests.inc({ route });
-  res.setHeader('retry-after', String(RETRY_AFTER_SECONDS));
+  for (const [name, value] of Object.entries(errorHeaders(503))) res.setHeader(name, value);
   sendJson(res, 503, {
     errors: [{ message: `Pulse is overloaded; retry after ${RETRY_AFTER_SECONDS} s`, extensions: { code: 'UNAVAILABLE' } }],
   });

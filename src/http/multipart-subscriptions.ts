@@ -29,6 +29,7 @@
 import type http from 'node:http';
 import { getOperationAST, subscribe, type ExecutionResult, type GraphQLError } from 'graphql';
 import type { RequestInfo } from '../graphql/context';
+import { errorHeaders } from './error-answers';
 import type { SubscriptionOperations } from './subscription-operations';
 
 export interface MultipartSubscriptionsOptions {
@@ -47,16 +48,6 @@ export type MultipartSubscriptions = (req: http.IncomingMessage, res: http.Serve
 
 const BOUNDARY = 'graphql';
 const PART_HEADER = '\r\ncontent-type: application/json; charset=utf-8\r\n\r\n';
-
-/**
- * Does this accept header ask for Apollo's multipart subscriptions? Any media
- * range `multipart/mixed` with a `subscriptionSpec` parameter, quoted or not
- * (Apollo Client sends `subscriptionSpec=1.0`, Apollo Kotlin and iOS `"1.0"`).
- */
-export function acceptsMultipartSubscription(accept: string | undefined): boolean {
-  if (!accept) return false;
-  return accept.split(',').some((range) => /^\s*multipart\/mixed\s*;/i.test(range) && /;\s*subscriptionSpec\s*=\s*"?1\.0"?\s*(;|$)/i.test(range));
-}
 
 export function createMultipartSubscriptions(options: MultipartSubscriptionsOptions): MultipartSubscriptions {
   const { operations } = options;
@@ -178,8 +169,7 @@ function sendErrors(req: http.IncomingMessage, res: http.ServerResponse, status:
   const headers: Record<string, string> = {
     'content-type': `${graphqlResponse ? 'application/graphql-response+json' : 'application/json'}; charset=utf-8`,
   };
-  if (status === 503) headers['retry-after'] = '1';
-  res.writeHead(status, headers);
+  res.writeHead(status, { ...headers, ...errorHeaders(status) });
   res.end(JSON.stringify({ errors }));
 }
 

@@ -21,6 +21,7 @@ import type { Metrics } from '../observability/metrics';
 import type { PresenceService } from '../presence/presence-service';
 import { parseUserId, type UserId } from '../presence/user-id';
 import type { UserStatus } from '../presence/user-status';
+import { ERROR_ANSWERS, errorHeaders } from './error-answers';
 import { sendJson } from './send-json';
 
 export interface RestDependencies {
@@ -33,8 +34,6 @@ export interface RestDependencies {
 
 /** Answers a REST request; resolves false when the path is not a REST route. */
 export type RestRoutes = (req: http.IncomingMessage, res: http.ServerResponse, url: URL) => Promise<boolean>;
-
-const STATUS_CODES: Record<string, number> = { BAD_USER_INPUT: 400, UNAUTHENTICATED: 401, UNAVAILABLE: 503 };
 
 export function createRestRoutes(deps: RestDependencies): RestRoutes {
   const { presence, tokens, metrics } = deps;
@@ -101,8 +100,9 @@ export function createRestRoutes(deps: RestDependencies): RestRoutes {
     } catch (error) {
       const known = toPulseError(error);
       if (!known) throw error;
-      if (known.code === 'UNAVAILABLE') res.setHeader('retry-after', '1');
-      sendJson(res, STATUS_CODES[known.code] ?? 500, { errors: [{ message: known.message, extensions: { code: known.code } }] });
+      const { status } = ERROR_ANSWERS[known.code];
+      for (const [name, value] of Object.entries(errorHeaders(status))) res.setHeader(name, value);
+      sendJson(res, status, { errors: [{ message: known.message, extensions: { code: known.code } }] });
     } finally {
       stop?.();
     }

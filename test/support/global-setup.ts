@@ -10,10 +10,13 @@ import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../src/db/embed
 import { redactUrl } from '../../src/db/database';
 import { silentLogger } from '../../src/logger';
 import { freePort } from './free-port';
+import { createTemplateDatabase, TEMPLATE_DATABASE_ENV } from './test-database';
 
 declare global {
   // eslint-disable-next-line no-var
   var __pulseTestPostgres: { server: EmbeddedPostgres; folder: string } | undefined;
+  // eslint-disable-next-line no-var
+  var __pulseTestTemplate: { drop(): Promise<void> } | undefined;
 }
 
 export default async function globalSetup(): Promise<void> {
@@ -21,6 +24,7 @@ export default async function globalSetup(): Promise<void> {
   if (external) {
     process.env.PULSE_TEST_ADMIN_URL = external;
     process.stdout.write(`\ntests use the PostgreSQL at ${redactUrl(external)}\n`);
+    await makeTemplate();
     return;
   }
   const folder = fs.mkdtempSync(path.join(os.tmpdir(), 'pulse-test-'));
@@ -36,4 +40,12 @@ export default async function globalSetup(): Promise<void> {
   globalThis.__pulseTestPostgres = { server, folder };
   process.env.PULSE_TEST_ADMIN_URL = server.url;
   process.stdout.write(`\ntests use an embedded PostgreSQL at ${server.url}\n`);
+  await makeTemplate();
+}
+
+// Private: migrate once per run; every test file's database is a copy of this one.
+async function makeTemplate(): Promise<void> {
+  const template = await createTemplateDatabase();
+  globalThis.__pulseTestTemplate = template;
+  process.env[TEMPLATE_DATABASE_ENV] = template.name;
 }

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 
 export default async function globalTeardown(): Promise<void> {
+  await globalThis.__pulseTestTemplate?.drop();
   const started = globalThis.__pulseTestPostgres;
   if (!started) return;
   await started.server.stop();
