@@ -85,7 +85,7 @@ export function createPresenceResolvers(deps: PresenceResolverDependencies) {
     },
 
     Mutation: {
-      heartbeat: guard(async (_: unknown, _args: unknown, ctx: PulseContext): Promise<HeartbeatStatus> => {
+      heartbeat: guard(async (_: unknown, args: { idle?: boolean | null }, ctx: PulseContext): Promise<HeartbeatStatus> => {
         let userId;
         try {
           userId = ctx.authenticate();
@@ -94,7 +94,7 @@ export function createPresenceResolvers(deps: PresenceResolverDependencies) {
           throw error;
         }
         deps.metrics?.heartbeats.inc({ outcome: 'accepted' });
-        const written = await deps.presence.heartbeat(userId);
+        const written = await deps.presence.heartbeat(userId, args.idle ?? false);
         // Later reads of this user in the same request see the write. The answer
         // costs no read unless the caller asks for fields only a read knows
         // (state, statusText, manualStatus): a heartbeat stays one share of one

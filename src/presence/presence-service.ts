@@ -55,7 +55,7 @@ export class PresenceService {
     this.#onCameOnline = options.onCameOnline;
     this.#notifyChannel = options.notifyChannel ?? null;
     this.#batcher = options.batching
-      ? new HeartbeatBatcher({ ...options.batching, write: (ids) => this.#write(ids) })
+      ? new HeartbeatBatcher({ ...options.batching, write: (ids, idle) => this.#write(ids, idle) })
       : null;
   }
 
@@ -68,10 +68,18 @@ export class PresenceService {
    * committed. A repeat within the rate-limit interval gets the first heartbeat's
    * answer instead; with batching, the write shares a statement with the
    * heartbeats that arrived around it.
+   *
+   * `idle`: the user is connected but not using the app; while their latest
+   * heartbeat says so they show AWAY (unless they chose a manual status).
    */
-  heartbeat(userId: UserId): Promise<UserStatus> {
-    const { limited, answer } = this.#rateLimit.answer(userId, () =>
-      this.#batcher ? this.#batcher.submit(userId) : this.#write([userId]).then((answers) => answers.get(userId)!),
+  heartbeat(userId: UserId, idle = false): Promise<UserStatus> {
+    const { limited, answer } = this.#rateLimit.answer(
+      userId,
+      () =>
+        this.#batcher
+          ? this.#batcher.submit(userId, idle)
+          : this.#write([userId], idle ? new Set([userId]) : new Set()).then((answers) => answers.get(userId)!),
+      idle ? 'idle' : 'active',
     );
     if (limited) this.#metrics?.heartbeats.inc({ outcome: 'limited' });
     return answer;
@@ -92,7 +100,7 @@ export class PresenceService {
   }
 
   // Private: one statement for a set of distinct users; every user's status after it.
-  async #write(userIds: readonly UserId[]): Promise<Map<UserId, UserStatus>> {
+  async #write(userIds: readonly UserId[], idle: ReadonlySet<UserId>): Promise<Map<UserId, UserStatus>> {
     let rows;
     try {
       rows = await recordHeartbeats(
@@ -101,6 +109,7 @@ export class PresenceService {
         this.#thresholdSeconds,
         this.#minWriteGapSeconds,
         this.#notifyChannel,
+        idle,
       );
     } catch (error) {
       this.#metrics?.heartbeats.inc({ outcome: 'failed' }, userIds.length);
@@ -111,7 +120,8 @@ export class PresenceService {
     let written = 0;
     for (const row of rows) {
       if (row.written) written++;
-      if (row.written && !row.was_online) cameOnline.push(row.user_id as UserId);
+      // Coming online, and turning idle or active again, change what watchers see.
+      if (row.written && (!row.was_online || row.idle_changed)) cameOnline.push(row.user_id as UserId);
       answers.set(row.user_id as UserId, statusFromRow(row.user_id as UserId, row));
     }
     if (cameOnline.length > 0) this.#onCameOnline?.(cameOnline);

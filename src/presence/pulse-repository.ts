@@ -18,6 +18,8 @@ export interface PulseRow {
   user_id: string;
   last_hb: Date;
   online: boolean;
+  /** The latest heartbeat said the user is idle. */
+  idle: boolean;
 }
 
 /** A heartbeat's row after {@link recordHeartbeats}: written now, or skipped. */
@@ -26,6 +28,8 @@ export interface HeartbeatRow extends PulseRow {
   written: boolean;
   /** Whether the user was online just before this heartbeat (false: it brought them online). */
   was_online: boolean;
+  /** Whether this heartbeat changed the user between idle and active (while they were online). */
+  idle_changed: boolean;
 }
 
 /**
@@ -40,7 +44,9 @@ export interface HeartbeatRow extends PulseRow {
  *
  * A row written less than `minWriteGapSeconds` ago is not written again (its
  * status is returned as it stands): several tabs or devices of one user cost one
- * write per gap. The gap is a difference of two timestamps, not `timestamptz -
+ * write per gap. A heartbeat that changes the user between idle and active
+ * (`idleUserIds`: those whose heartbeat says idle) is written even inside the gap:
+ * it changes what others see. The gap is a difference of two timestamps, not `timestamptz -
  * interval`, and `now()` sits in the inserted rows, not in the SET: Citus accepts
  * only immutable expressions in `ON CONFLICT DO UPDATE`.
  */
@@ -50,8 +56,10 @@ export async function recordHeartbeats(
   thresholdSeconds: number,
   minWriteGapSeconds: number,
   notifyChannel: string | null = null,
+  idleUserIds: ReadonlySet<UserId> = new Set(),
 ): Promise<HeartbeatRow[]> {
   if (userIds.length === 0) return [];
+  const idle = userIds.map((id) => idleUserIds.has(id));
   const threshold = sql`make_interval(secs => ${thresholdSeconds})`;
   // With a channel, the statement also NOTIFYs the users it brought online, 300
   // ids per message (a NOTIFY payload must stay under 8000 bytes). NOTIFY is
@@ -61,6 +69,7 @@ export async function recordHeartbeats(
         select h.user_id, row_number() over (order by h.user_id) as n
         from heartbeat h left join before b on b.user_id = h.user_id
         where b.last_hb is null or b.last_hb < now() - ${threshold}
+           or h.idle <> b.idle
       ), notified as (
         select pg_notify(${notifyChannel}, string_agg(user_id::text, ',')) from came_online group by (n - 1) / 300
       )`
@@ -72,20 +81,24 @@ export async function recordHeartbeats(
   // tells who came online with this heartbeat, with no second statement.
   const { rows } = await sql<HeartbeatRow>`
     with heartbeat as (
-      insert into pulse (user_id, last_hb)
-      select user_id, now() from unnest(${sql.val(userIds)}::bigint[]) with ordinality as t(user_id, position)
+      insert into pulse (user_id, last_hb, idle)
+      select user_id, now(), idle
+      from unnest(${sql.val(userIds)}::bigint[], ${sql.val(idle)}::boolean[]) with ordinality as t(user_id, idle, position)
       order by position
-      on conflict (user_id) do update set last_hb = excluded.last_hb
+      on conflict (user_id) do update set last_hb = excluded.last_hb, idle = excluded.idle
       where excluded.last_hb - pulse.last_hb >= make_interval(secs => ${minWriteGapSeconds})
-      returning user_id, last_hb
+         or excluded.idle <> pulse.idle
+      returning user_id, last_hb, idle
     ), before as (
-      select user_id, last_hb from pulse where user_id = any(${sql.val(userIds)}::bigint[])
+      select user_id, last_hb, idle from pulse where user_id = any(${sql.val(userIds)}::bigint[])
     )${notify}
     select coalesce(h.user_id, b.user_id)::text as user_id,
            coalesce(h.last_hb, b.last_hb) as last_hb,
+           coalesce(h.idle, b.idle) as idle,
            h.user_id is not null as written,
            coalesce(h.last_hb, b.last_hb) >= now() - ${threshold} as online,
-           coalesce(b.last_hb >= now() - ${threshold}, false) as was_online${notifications}
+           coalesce(b.last_hb >= now() - ${threshold}, false) as was_online,
+           coalesce(b.last_hb >= now() - ${threshold} and h.idle <> b.idle, false) as idle_changed${notifications}
     from heartbeat h full join before b on b.user_id = h.user_id
   `.execute(db);
   return rows;
