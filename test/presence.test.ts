@@ -52,7 +52,7 @@ describe('heartbeat', () => {
 
 describe('statuses', () => {
   it('reports a user who never sent a heartbeat as offline with no lastSeen', async () => {
-    expect(await presence.statuses([id('1')], null)).toEqual([{ userId: '1', state: 'OFFLINE', online: false, lastSeen: null, statusText: null, manualStatus: null }]);
+    expect(await presence.statuses([id('1')], null)).toEqual([{ userId: '1', state: 'OFFLINE', online: false, lastSeen: null, statusText: null, manualStatus: null, idle: false }]);
   });
 
   it('reports a stale user as offline with the time of their last heartbeat', async () => {

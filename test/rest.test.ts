@@ -77,7 +77,7 @@ describe('GET /status/profile and GET /status/:id', () => {
     const reply = await request('GET', '/status/profile?userId=202,999,201,202');
     expect(reply.status).toBe(200);
     expect(reply.body.map((s: { userId: string }) => s.userId)).toEqual(['202', '999', '201', '202']);
-    expect(reply.body[1]).toEqual({ userId: '999', state: 'OFFLINE', online: false, lastSeen: null, statusText: null });
+    expect(reply.body[1]).toEqual({ userId: '999', state: 'OFFLINE', online: false, lastSeen: null, statusText: null, idle: false });
     expect(reply.body[0].online).toBe(false);
     expect(reply.body[0].lastSeen).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
     expect(reply.body[2].online).toBe(true);
@@ -128,7 +128,7 @@ describe('privacy', () => {
     expect(hide.body.data).toEqual({ updatePrivacy: { visibility: 'NOBODY' } });
 
     const anonymous = await request('GET', '/status/601');
-    expect(anonymous.body).toEqual({ userId: '601', state: 'OFFLINE', online: false, lastSeen: null, statusText: null });
+    expect(anonymous.body).toEqual({ userId: '601', state: 'OFFLINE', online: false, lastSeen: null, statusText: null, idle: false });
     const other = await request('GET', '/status/profile?userId=601', server.token('602'));
     expect(other.body).toEqual([anonymous.body]);
     const self = await request('GET', '/status/601', owner);

@@ -39,7 +39,7 @@ export function createPresenceResolvers(deps: PresenceResolverDependencies) {
   // Only the read can fail, so only the read is guarded (a database outage is
   // UNAVAILABLE, not a masked internal error); the plain field stays synchronous.
   const ownField =
-    <K extends 'state' | 'statusText' | 'manualStatus'>(field: K) =>
+    <K extends 'state' | 'statusText' | 'manualStatus' | 'idle'>(field: K) =>
     (parent: HeartbeatStatus, _args: unknown, ctx: PulseContext): UserStatus[K] | Promise<UserStatus[K]> =>
       parent[FROM_WRITE] ? ctx.loaders.status.load(parent.userId).then((status) => status[field], toGraphQLError) : parent[field];
 
@@ -48,6 +48,7 @@ export function createPresenceResolvers(deps: PresenceResolverDependencies) {
       state: ownField('state'),
       statusText: ownField('statusText'),
       manualStatus: ownField('manualStatus'),
+      idle: ownField('idle'),
     },
 
     Query: {

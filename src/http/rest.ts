@@ -125,6 +125,7 @@ function toJson(status: UserStatus): Record<string, unknown> {
     online: status.online,
     lastSeen: status.lastSeen?.toISOString() ?? null,
     statusText: status.statusText,
+    idle: status.idle,
   };
 }
 

@@ -257,6 +257,7 @@ function visibleKey(status: UserStatus): string {
     status.state,
     status.statusText,
     status.manualStatus,
+    status.idle,
     status.online ? null : (status.lastSeen?.getTime() ?? null),
   ]);
 }

@@ -37,7 +37,15 @@ export function visibleStatus(row: StatusRow, viewer: UserId | null): UserStatus
     return { ...neverSeen(userId), lastSeen: lastSeen(seen) };
   }
   const state = connectedState(row);
-  return { userId, state, online: true, lastSeen: lastSeen(row.last_hb), statusText: row.status_text, manualStatus: null };
+  return {
+    userId,
+    state,
+    online: true,
+    lastSeen: lastSeen(row.last_hb),
+    statusText: row.status_text,
+    manualStatus: null,
+    idle: awayWhenIdle(row),
+  };
 }
 
 // Private: may `viewer` see anything of this user's presence at all?
@@ -63,7 +71,13 @@ function ownStatus(row: StatusRow, userId: UserId): UserStatus {
     lastSeen: row.last_hb,
     statusText: row.status_text,
     manualStatus: row.manual_status,
+    idle: row.connected && awayWhenIdle(row),
   };
+}
+
+// Private: away by idleness rather than by choice (a chosen status wins).
+function awayWhenIdle(row: StatusRow): boolean {
+  return row.idle && row.manual_status !== 'AWAY' && row.manual_status !== 'BUSY';
 }
 
 // Private: a connected user shows AWAY or BUSY if they chose it, else AWAY while
