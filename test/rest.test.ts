@@ -88,7 +88,7 @@ describe('GET /status/profile and GET /status/:id', () => {
     await t.setLastHeartbeat('302', 45);
     const ids = ['301', '302', '303'];
     const rest = await request('GET', `/status/profile?userId=${ids.join(',')}`);
-    const graphql = await server.graphql('query ($ids: [ID!]!) { statuses(ids: $ids) { userId state online lastSeen statusText } }', { variables: { ids } });
+    const graphql = await server.graphql('query ($ids: [ID!]!) { statuses(ids: $ids) { userId state online lastSeen statusText idle } }', { variables: { ids } });
     expect(rest.body).toEqual(graphql.body.data!.statuses);
     const single = await request('GET', '/status/302');
     expect(single.body).toEqual(graphql.body.data!.statuses[1]);
@@ -133,7 +133,7 @@ describe('privacy', () => {
     expect(other.body).toEqual([anonymous.body]);
     const self = await request('GET', '/status/601', owner);
     expect(self.body).toMatchObject({ userId: '601', state: 'ONLINE', online: true });
-    const graphql = await server.graphql('{ status(id: "601") { userId state online lastSeen statusText } }', { token: owner });
+    const graphql = await server.graphql('{ status(id: "601") { userId state online lastSeen statusText idle } }', { token: owner });
     expect(self.body).toEqual(graphql.body.data!.status);
   });
 });
