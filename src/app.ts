@@ -11,7 +11,9 @@ import { createTokenIssuer, type TokenIssuer } from './auth/tokens';
 import type { Config } from './config';
 import { connectDatabase, type DatabaseConnection } from './db/connect';
 import type { Database } from './db/database';
+import { findDistribution } from './db/distribute';
 import { migrateToLatest } from './db/migrator';
+import { ReadReplicas } from './db/read-replicas';
 import { checkReadiness } from './db/readiness';
 import { createContext } from './graphql/context';
 import { createApolloServer } from './graphql/apollo';
@@ -44,6 +46,8 @@ export interface Pulse {
   readonly metrics: Metrics;
   /** Live presence: open subscriptions and what they watch. */
   readonly live: LivePresence;
+  /** The read replicas from READ_DATABASE_URL; null without any. */
+  readonly readReplicas: ReadReplicas | null;
   /** Stops in reverse order of start: HTTP (draining requests), then the database. */
   stop(): Promise<void>;
 }
@@ -93,11 +97,31 @@ async function startOnDatabase(
 ): Promise<Pulse> {
   const { db } = connection;
   await waitForDatabase(db, connection.description, config.database.startupAttempts, logger);
+  const distribution = await findDistribution(db);
+  if (distribution.citus) {
+    logger.info(`database: Citus, pulse distributed over ${distribution.workers} worker node(s)`);
+    // A NOTIFY is heard only by listeners on the node that ran it. On the
+    // coordinator every instance's heartbeat statement notifies there (see
+    // recordHeartbeats); instances connected to different nodes would not hear
+    // each other.
+    // (Checked before migrations, which must run on the coordinator too.)
+    if (!distribution.coordinator && !config.events.redisUrl) {
+      throw new StartupError(
+        'DATABASE_URL points at a Citus worker, where live events (LISTEN/NOTIFY) reach only the instances connected to that same node: point DATABASE_URL at the coordinator, or set REDIS_URL.',
+      );
+    }
+  }
+
   if (config.database.migrateOnStart) {
     await migrateToLatest(db, logger);
   } else {
     logger.info('migrations: skipped (MIGRATE_ON_START=false); run `npm run migrate -- latest`');
   }
+
+  // Read replicas: status reads and searches go to them while they are up and
+  // close enough behind; writes and reads of one's own writes stay here.
+  const readReplicas = config.database.readUrls.length > 0 ? await startReadReplicas(config, logger, db, metrics, options) : null;
+  const replicaReads = readReplicas?.read;
 
   const tokens = createTokenIssuer(resolveJwtSecret(config, logger));
   const bus = config.events.redisUrl
@@ -113,6 +137,7 @@ async function startOnDatabase(
   const createPresence = options.createPresence ?? ((o: PresenceServiceOptions) => new PresenceService(o));
   const presence = createPresence({
     db,
+    replicaReads,
     thresholdSeconds: config.presence.thresholdSeconds,
     heartbeatMinIntervalMs: config.presence.heartbeatMinIntervalMs,
     minWriteGapSeconds: config.presence.minWriteGapSeconds,
@@ -121,13 +146,18 @@ async function startOnDatabase(
     // PostgreSQL's bus is told by the heartbeat statement itself; another bus
     // is told once the statement has committed.
     notifyChannel: bus.notifyChannel,
+    citus: distribution.citus,
     onCameOnline: bus.notifyChannel ? undefined : (userIds) => presenceChanged(userIds),
   });
   const live = new LivePresence({
     bus,
     logger,
-    readStatuses: (userIds, viewer) => presence.statuses(userIds, viewer),
-    readTimesUntilChange: (userIds) => presence.timesUntilChange(userIds),
+    readStatuses: (userIds, viewer, readOptions) => presence.statuses(userIds, viewer, readOptions),
+    readTimesUntilChange: (userIds, readOptions) => presence.timesUntilChange(userIds, readOptions),
+    // A replica in use is at most the lag limit behind, as of its last check.
+    replicaStalenessMs: readReplicas
+      ? config.database.readReplicaMaxLagSeconds * 1000 + config.database.readReplicaCheckIntervalMs
+      : 0,
     onEventsSent: (delayMs, events) => {
       metrics.liveEventDelay.observe(delayMs / 1000);
       metrics.liveEvents.inc(events);
@@ -135,7 +165,7 @@ async function startOnDatabase(
   });
   metrics.observeLive(live);
   metrics.observeBus(bus);
-  const users = new UserService(db, { onPresenceChange: presenceChanged });
+  const users = new UserService(db, { onPresenceChange: presenceChanged, replicaReads });
   const settings = new SettingsService(db, { onPresenceChange: presenceChanged });
 
   let draining = false;
@@ -199,6 +229,7 @@ async function startOnDatabase(
     await listen(httpServer, config.http.host, config.http.port);
   } catch (error) {
     await apollo.stop();
+    await readReplicas?.close();
     throw error;
   }
   const { port } = httpServer.address() as AddressInfo;
@@ -221,6 +252,7 @@ async function startOnDatabase(
     scheduler,
     metrics,
     live,
+    readReplicas,
     stop() {
       stopping ??= (async () => {
         draining = true;
@@ -243,12 +275,46 @@ async function startOnDatabase(
         await scheduler.stop();
         logger.info('shutdown: closing the presence bus and the database');
         await bus.close();
+        await readReplicas?.close();
         await connection.close();
         logger.info('shutdown: done');
       })();
       return stopping;
     },
   };
+}
+
+// Private: the replicas' pools, their first lag check and their metrics. A
+// replica that is down does not stop the start: reads go to the primary.
+async function startReadReplicas(
+  config: Config,
+  logger: Logger,
+  primary: Database,
+  metrics: Metrics,
+  options: StartOptions,
+): Promise<ReadReplicas> {
+  const replicas = new ReadReplicas({
+    primary,
+    urls: config.database.readUrls,
+    maxLagSeconds: config.database.readReplicaMaxLagSeconds,
+    checkIntervalMs: config.database.readReplicaCheckIntervalMs,
+    poolMax: config.database.poolMax,
+    connectionTimeoutMs: config.database.connectionTimeoutMs,
+    statementTimeoutMs: config.database.statementTimeoutMs,
+    logger,
+    onStatement: (text) => {
+      metrics.statements.inc();
+      options.onStatement?.(text);
+    },
+    onRead: (route) => metrics.replicaReads.inc({ route }),
+    onReplicaDown: (replica) => metrics.readReplicaDown.inc({ replica }),
+  });
+  metrics.observeReadReplicas(replicas);
+  logger.info(
+    `read replicas: ${replicas.health.map((r) => r.name).join(', ')} (skipped beyond ${config.database.readReplicaMaxLagSeconds} s of lag)`,
+  );
+  await replicas.start();
+  return replicas;
 }
 
 // Private: a database that is still starting (a container booting next to Pulse)

@@ -40,6 +40,15 @@ export interface Config {
     /** Connection attempts at startup before giving up (backoff doubles from 0.5 s). */
     readonly startupAttempts: number;
     readonly embeddedPort: number;
+    /**
+     * Read replicas of the primary (streaming standbys) for status reads; empty:
+     * every read goes to the primary.
+     */
+    readonly readUrls: readonly string[];
+    /** A replica further behind than this is skipped until it catches up. */
+    readonly readReplicaMaxLagSeconds: number;
+    /** How often each replica's lag (and whether it is up) is measured. */
+    readonly readReplicaCheckIntervalMs: number;
   };
   readonly presence: {
     readonly thresholdSeconds: number;
@@ -160,6 +169,16 @@ const databaseEnv = z.object({
   MIGRATE_ON_START: boolean.default(true),
   DB_STARTUP_ATTEMPTS: integer(1, 100).default(6),
   EMBEDDED_PG_PORT: integer(1, 65535).default(54329),
+  READ_DATABASE_URL: z
+    .string()
+    .trim()
+    .refine((v) => v.split(',').every((u) => /^postgres(ql)?:\/\/\S+$/.test(u.trim())), {
+      message: 'expected a postgres:// or postgresql:// URL, or a comma-separated list of them',
+    })
+    .optional(),
+  // Default: a sixth of the threshold (see the cross-field rule below).
+  READ_REPLICA_MAX_LAG_SECONDS: positiveNumber.optional(),
+  READ_REPLICA_CHECK_INTERVAL_MS: integer(100, 60_000).default(1000),
 });
 
 const presenceEnv = z.object({
@@ -259,6 +278,23 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: { forS
     );
   }
 
+  if (database?.READ_DATABASE_URL && !database.DATABASE_URL) {
+    problems.push(
+      'READ_DATABASE_URL: needs DATABASE_URL too (replicas stream from a primary you run; the embedded PostgreSQL has none)',
+    );
+  }
+  // A replica shows a user's last heartbeat as it was `lag` seconds ago, and that
+  // row may itself be a write gap old: past the threshold, a user who keeps
+  // sending heartbeats would read as offline from a replica.
+  if (presence && database?.READ_REPLICA_MAX_LAG_SECONDS !== undefined) {
+    const room = presence.PRESENCE_THRESHOLD_SECONDS - minWriteGapSeconds;
+    if (database.READ_REPLICA_MAX_LAG_SECONDS >= room) {
+      problems.push(
+        `READ_REPLICA_MAX_LAG_SECONDS: expected less than PRESENCE_THRESHOLD_SECONDS minus HEARTBEAT_MIN_WRITE_GAP_SECONDS (${room}), or a replica could show users who keep sending heartbeats as offline (got "${database.READ_REPLICA_MAX_LAG_SECONDS}")`,
+      );
+    }
+  }
+
   if (problems.length > 0 || !server || !database || !presence || !auth || !jobs || !events) {
     throw new ConfigError(problems);
   }
@@ -283,6 +319,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: { forS
       migrateOnStart: database.MIGRATE_ON_START,
       startupAttempts: database.DB_STARTUP_ATTEMPTS,
       embeddedPort: database.EMBEDDED_PG_PORT,
+      readUrls: database.READ_DATABASE_URL ? database.READ_DATABASE_URL.split(',').map((u) => u.trim()) : [],
+      readReplicaMaxLagSeconds: database.READ_REPLICA_MAX_LAG_SECONDS ?? presence.PRESENCE_THRESHOLD_SECONDS / 6,
+      readReplicaCheckIntervalMs: database.READ_REPLICA_CHECK_INTERVAL_MS,
     },
     presence: {
       thresholdSeconds: presence.PRESENCE_THRESHOLD_SECONDS,

@@ -72,6 +72,33 @@ describe('loadConfig', () => {
     expect(loadConfig({ PORT: '', DATABASE_URL: '' }).http.port).toBe(4000);
   });
 
+  it('reads one read replica or a list of them, with a lag limit of a sixth of the threshold by default', () => {
+    const primary = 'postgres://u:p@db:5432/pulse';
+    expect(loadConfig({ DATABASE_URL: primary }).database).toMatchObject({ readUrls: [], readReplicaMaxLagSeconds: 5 });
+    const config = loadConfig({
+      DATABASE_URL: primary,
+      READ_DATABASE_URL: 'postgres://u:p@replica-1:5432/pulse, postgresql://u:p@replica-2/pulse',
+      PRESENCE_THRESHOLD_SECONDS: '60',
+    });
+    expect(config.database.readUrls).toEqual(['postgres://u:p@replica-1:5432/pulse', 'postgresql://u:p@replica-2/pulse']);
+    expect(config.database.readReplicaMaxLagSeconds).toBe(10);
+    expect(config.database.readReplicaCheckIntervalMs).toBe(1000);
+  });
+
+  it('refuses a bad replica list, replicas without a primary, and a lag limit that would show online users offline', () => {
+    let error: ConfigError | undefined;
+    try {
+      loadConfig({ READ_DATABASE_URL: 'postgres://replica/pulse,mysql://other', READ_REPLICA_MAX_LAG_SECONDS: '26' });
+    } catch (e) {
+      error = e as ConfigError;
+    }
+    expect(error!.message).toContain('READ_DATABASE_URL: expected a postgres:// or postgresql:// URL, or a comma-separated list of them');
+    expect(() => loadConfig({ READ_DATABASE_URL: 'postgres://replica/pulse' })).toThrow(/READ_DATABASE_URL: needs DATABASE_URL too/);
+    expect(() =>
+      loadConfig({ DATABASE_URL: 'postgres://db/pulse', READ_DATABASE_URL: 'postgres://replica/pulse', READ_REPLICA_MAX_LAG_SECONDS: '25' }),
+    ).toThrow(/READ_REPLICA_MAX_LAG_SECONDS: expected less than PRESENCE_THRESHOLD_SECONDS minus HEARTBEAT_MIN_WRITE_GAP_SECONDS \(25\).*\(got "25"\)/);
+  });
+
   it('is frozen', () => {
     const config = loadConfig({});
     expect(() => {

@@ -20,6 +20,8 @@ export interface DatabaseOptions {
   logger: Logger;
   /** Called once for every statement sent, with its SQL (after it finishes). */
   onStatement?: (sql: string) => void;
+  /** How the server lists these connections (pg_stat_activity); default `pulse`. */
+  applicationName?: string;
 }
 
 export type Database = Kysely<PulseDatabase>;
@@ -46,7 +48,7 @@ export function createPool(options: Omit<DatabaseOptions, 'onStatement'>): pg.Po
     max: options.poolMax,
     connectionTimeoutMillis: options.connectionTimeoutMs,
     statement_timeout: options.statementTimeoutMs,
-    application_name: 'pulse',
+    application_name: options.applicationName ?? 'pulse',
   });
   // A pg client emits `error` when its connection is lost (the server restarts,
   // an admin terminates the backend, the network drops), and an `error` event

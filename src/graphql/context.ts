@@ -7,6 +7,7 @@
  * viewer: the caller when the token is valid, otherwise an anonymous reader.
  */
 import type DataLoader from 'dataloader';
+import type { GraphQLResolveInfo } from 'graphql';
 import type { TokenIssuer } from '../auth/tokens';
 import type { Logger } from '../logger';
 import type { PresenceService } from '../presence/presence-service';
@@ -26,8 +27,13 @@ export interface PulseContext {
    */
   viewer(): UserId | null;
   readonly loaders: {
-    /** Statuses as {@link viewer} sees them, one statement per request. */
+    /** Statuses as {@link viewer} sees them, one statement per request (a read replica when there is one). */
     readonly status: DataLoader<UserId, UserStatus>;
+    /**
+     * The same, read from the primary: for mutations' answers, which must show
+     * the write just made. See {@link statusLoaderFor}.
+     */
+    readonly freshStatus: DataLoader<UserId, UserStatus>;
   };
 }
 
@@ -57,6 +63,7 @@ export function createContext(deps: ContextDependencies, request: RequestInfo): 
     return caller;
   };
   let statusLoader: DataLoader<UserId, UserStatus> | undefined;
+  let freshStatusLoader: DataLoader<UserId, UserStatus> | undefined;
   const viewer = () => {
     const verified = verify();
     return 'userId' in verified ? verified.userId : null;
@@ -76,6 +83,21 @@ export function createContext(deps: ContextDependencies, request: RequestInfo): 
         statusLoader ??= deps.presence.createStatusLoader(viewer());
         return statusLoader;
       },
+      get freshStatus() {
+        freshStatusLoader ??= deps.presence.createStatusLoader(viewer(), { fresh: true });
+        return freshStatusLoader;
+      },
     },
   };
+}
+
+/**
+ * The status loader a field of this operation reads through: in a mutation,
+ * the primary's (every answer of a mutation may show a write it just made, so
+ * none may come from a replica that has not replayed it yet); in a query, the
+ * one that may use a read replica. One operation uses one of them, so a request
+ * still costs one status statement.
+ */
+export function statusLoaderFor(ctx: PulseContext, info: Pick<GraphQLResolveInfo, 'operation'>): DataLoader<UserId, UserStatus> {
+  return info.operation.operation === 'mutation' ? ctx.loaders.freshStatus : ctx.loaders.status;
 }

@@ -35,13 +35,14 @@ type HeartbeatStatus = UserStatus & { [FROM_WRITE]?: true };
 
 export function createPresenceResolvers(deps: PresenceResolverDependencies) {
   // A field of the caller's own status: as written, or, for a heartbeat's answer,
-  // from the status read (one statement for all such fields of the request).
-  // Only the read can fail, so only the read is guarded (a database outage is
-  // UNAVAILABLE, not a masked internal error); the plain field stays synchronous.
+  // from the status read on the primary, which has the write (one statement for
+  // all such fields of the request). Only the read can fail, so only the read is
+  // guarded (a database outage is UNAVAILABLE, not a masked internal error); the
+  // plain field stays synchronous.
   const ownField =
     <K extends 'state' | 'statusText' | 'manualStatus' | 'idle'>(field: K) =>
     (parent: HeartbeatStatus, _args: unknown, ctx: PulseContext): UserStatus[K] | Promise<UserStatus[K]> =>
-      parent[FROM_WRITE] ? ctx.loaders.status.load(parent.userId).then((status) => status[field], toGraphQLError) : parent[field];
+      parent[FROM_WRITE] ? ctx.loaders.freshStatus.load(parent.userId).then((status) => status[field], toGraphQLError) : parent[field];
 
   return {
     UserStatus: {
@@ -100,7 +101,7 @@ export function createPresenceResolvers(deps: PresenceResolverDependencies) {
         // costs no read unless the caller asks for fields only a read knows
         // (state, statusText, manualStatus): a heartbeat stays one share of one
         // batched statement.
-        ctx.loaders.status.clear(userId);
+        ctx.loaders.freshStatus.clear(userId);
         return { ...written, [FROM_WRITE]: true };
       }),
 
@@ -112,7 +113,7 @@ export function createPresenceResolvers(deps: PresenceResolverDependencies) {
         ): Promise<UserStatus> => {
           const userId = ctx.authenticate();
           await deps.settings.setStatus(userId, args.status, args.text ?? null, args.expiresAt ?? null);
-          return ctx.loaders.status.clear(userId).load(userId);
+          return ctx.loaders.freshStatus.clear(userId).load(userId);
         },
       ),
 

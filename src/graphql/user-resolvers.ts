@@ -8,7 +8,8 @@ import { parseUserId } from '../presence/user-id';
 import type { UserStatus } from '../presence/user-status';
 import type { User } from '../users/user';
 import type { UserPage, UserService } from '../users/user-service';
-import type { PulseContext } from './context';
+import type { GraphQLResolveInfo } from 'graphql';
+import { statusLoaderFor, type PulseContext } from './context';
 import { guard } from './guard';
 
 export interface UserResolverDependencies {
@@ -21,7 +22,10 @@ export interface UserResolverDependencies {
 export function createUserResolvers(deps: UserResolverDependencies) {
   return {
     User: {
-      status: guard((user: User, _args: unknown, ctx: PulseContext): Promise<UserStatus> => ctx.loaders.status.load(user.id)),
+      status: guard(
+        (user: User, _args: unknown, ctx: PulseContext, info: GraphQLResolveInfo): Promise<UserStatus> =>
+          statusLoaderFor(ctx, info).load(user.id),
+      ),
     },
 
     Query: {

@@ -15,6 +15,15 @@
  * Changes are coalesced for a few milliseconds and then re-read in one statement
  * per viewer, through the same read (and privacy rules) as queries; a subscriber
  * is sent only what changed in what its viewer may see.
+ *
+ * With read replicas, a subscription's first statuses (the snapshot) and the
+ * re-read of everything after the bus reconnects (the resync) come from a
+ * replica; re-reads for a change come from the primary, since the change is a
+ * write the replica may not have replayed yet. A replica read may predate
+ * changes the bus has just announced, so the users with an announced change in
+ * the last `replicaStalenessMs` are re-read from the primary right after it; and
+ * a resync is repeated once that long later, when the replica has replayed
+ * whatever the bus missed while it was away.
  */
 import type { Logger } from '../logger';
 import type { UserId } from '../presence/user-id';
@@ -30,13 +39,23 @@ export type Viewer = UserId | null;
 
 export interface LivePresenceOptions {
   bus: PresenceBus;
-  /** Statuses of `userIds` as `viewer` may see them, in order, in one statement. */
-  readStatuses(userIds: readonly UserId[], viewer: Viewer): Promise<UserStatus[]>;
+  /**
+   * Statuses of `userIds` as `viewer` may see them, in order, in one statement.
+   * `fresh`: must show every committed write (the primary); otherwise a read
+   * replica may answer.
+   */
+  readStatuses(userIds: readonly UserId[], viewer: Viewer, options: { fresh: boolean }): Promise<UserStatus[]>;
   /**
    * For each user whose status will change by itself (going offline, a manual
    * status expiring): milliseconds until it does.
    */
-  readTimesUntilChange(userIds: readonly UserId[]): Promise<Array<{ user_id: string; ms_left: number }>>;
+  readTimesUntilChange(userIds: readonly UserId[], options: { fresh: boolean }): Promise<Array<{ user_id: string; ms_left: number }>>;
+  /**
+   * How far behind the primary a read that is not fresh may be (a read replica's
+   * largest lag plus the time between lag checks); 0 (default): every read is
+   * fresh.
+   */
+  replicaStalenessMs?: number;
   logger: Logger;
   /** How long changes are gathered before they are re-read together. */
   coalesceMs?: number;
@@ -72,13 +91,21 @@ export class LivePresence {
   readonly #deadlineOf = new Map<UserId, number>();
   readonly #ticker: NodeJS.Timeout;
   #subscriptions = 0;
+  /** Users the bus announced a change for lately, and when (oldest first). */
+  readonly #recentChanges = new Map<UserId, number>();
+  readonly #replicaStalenessMs: number;
+  #resyncTimer: NodeJS.Timeout | null = null;
 
   constructor(options: LivePresenceOptions) {
     this.#options = options;
     this.#coalesceMs = options.coalesceMs ?? 20;
+    this.#replicaStalenessMs = options.replicaStalenessMs ?? 0;
     options.bus.listen(
-      (userIds) => this.changed(userIds),
-      () => this.changed([...this.#watchers.keys()]),
+      (userIds) => {
+        this.#noteRecentChanges(userIds);
+        this.changed(userIds);
+      },
+      () => this.#resync(),
     );
     this.#ticker = setInterval(() => this.#tick(), options.tickMs ?? 250);
     this.#ticker.unref();
@@ -110,9 +137,10 @@ export class LivePresence {
     }
     this.#subscriptions++;
     try {
-      await this.#schedule(newlyWatched);
-      const statuses = await this.#options.readStatuses([...ids], viewer);
+      await this.#schedule(newlyWatched, false);
+      const statuses = await this.#options.readStatuses([...ids], viewer, { fresh: false });
       for (const status of statuses) this.#send(watcher, status);
+      this.#recheckRecentChanges(ids);
     } catch (error) {
       await watcher.queue.return();
       throw error;
@@ -136,21 +164,62 @@ export class LivePresence {
   async stop(): Promise<void> {
     clearInterval(this.#ticker);
     if (this.#flushTimer) clearTimeout(this.#flushTimer);
+    if (this.#resyncTimer) clearTimeout(this.#resyncTimer);
     const watchers = new Set([...this.#watchers.values()].flatMap((set) => [...set]));
     await Promise.all([...watchers].map((w) => w.queue.return()));
     await this.#flushing;
   }
 
-  // Private: one statement for the deadlines of all changed users, then one
-  // status read per viewer among their watchers.
+  // Private: the bus was away and may have missed changes: re-read every watched
+  // user (from a replica when there is one), and once more when a replica has
+  // surely replayed what was written while the bus was away.
+  #resync(repeat = true): void {
+    this.#flushing = this.#flushing.then(() => this.#reread([...this.#watchers.keys()], false));
+    if (repeat && this.#replicaStalenessMs > 0 && !this.#resyncTimer) {
+      this.#resyncTimer = setTimeout(() => {
+        this.#resyncTimer = null;
+        this.#resync(false);
+      }, this.#replicaStalenessMs);
+      this.#resyncTimer.unref();
+    }
+  }
+
+  // Private: what a read that is not fresh may not have seen yet.
+  #noteRecentChanges(userIds: readonly UserId[]): void {
+    if (this.#replicaStalenessMs === 0) return;
+    const now = Date.now();
+    for (const id of userIds) {
+      // Re-inserted, so the map stays in order of time and pruning stops early.
+      this.#recentChanges.delete(id);
+      this.#recentChanges.set(id, now);
+    }
+  }
+
+  // Private: after a read that may have come from a replica, users with a change
+  // announced within its staleness are re-read from the primary.
+  #recheckRecentChanges(ids: Iterable<UserId>): void {
+    if (this.#recentChanges.size === 0) return;
+    const recent: UserId[] = [];
+    for (const id of ids) if (this.#recentChanges.has(id)) recent.push(id);
+    if (recent.length > 0) this.changed(recent);
+  }
+
+  // Private: changes go to the primary, which has the write that caused them.
   async #flush(): Promise<void> {
-    const ids = [...this.#dirty].filter((id) => this.#watchers.has(id));
+    const ids = [...this.#dirty];
     const since = this.#dirtySince;
     this.#dirty.clear();
+    await this.#reread(ids, true, since);
+  }
+
+  // Private: one statement for the deadlines of `ids`, then one status read per
+  // viewer among their watchers. `since`: when the oldest of the changes arrived.
+  async #reread(changedIds: readonly UserId[], fresh: boolean, since = Date.now()): Promise<void> {
+    const ids = changedIds.filter((id) => this.#watchers.has(id));
     if (ids.length === 0) return;
     let events = 0;
     try {
-      await this.#schedule(ids);
+      await this.#schedule(ids, fresh);
       const byViewer = new Map<Viewer, { watchers: Set<Watcher>; ids: Set<UserId> }>();
       for (const id of ids) {
         for (const watcher of this.#watchers.get(id) ?? []) {
@@ -162,13 +231,14 @@ export class LivePresence {
       }
       await Promise.all(
         [...byViewer].map(async ([viewer, group]) => {
-          const statuses = await this.#options.readStatuses([...group.ids], viewer);
+          const statuses = await this.#options.readStatuses([...group.ids], viewer, { fresh });
           for (const watcher of group.watchers) {
             for (const status of statuses) if (watcher.userIds.has(status.userId) && this.#send(watcher, status)) events++;
           }
         }),
       );
       this.#options.onEventsSent?.(Date.now() - since, events);
+      if (!fresh) this.#recheckRecentChanges(ids);
     } catch (error) {
       // The database is away: try these users again on the next tick rather
       // than leave their subscribers with a stale dot.
@@ -178,9 +248,9 @@ export class LivePresence {
   }
 
   // Private: reads when each of `ids` would go offline and files the deadlines.
-  async #schedule(ids: readonly UserId[]): Promise<void> {
+  async #schedule(ids: readonly UserId[], fresh: boolean): Promise<void> {
     if (ids.length === 0) return;
-    const online = await this.#options.readTimesUntilChange(ids);
+    const online = await this.#options.readTimesUntilChange(ids, { fresh });
     const now = Date.now();
     const left = new Map(online.map((row) => [row.user_id, row.ms_left]));
     for (const id of ids) {
@@ -214,6 +284,11 @@ export class LivePresence {
   // Private: due deadlines become changes; the re-read then either sends the
   // offline status or, if a heartbeat arrived meanwhile, files a later deadline.
   #tick(): void {
+    const forgetBefore = Date.now() - this.#replicaStalenessMs;
+    for (const [id, at] of this.#recentChanges) {
+      if (at >= forgetBefore) break;
+      this.#recentChanges.delete(id);
+    }
     const now = Math.floor(Date.now() / 1000);
     const due: UserId[] = [];
     for (const [second, bucket] of this.#deadlines) {

@@ -7,6 +7,7 @@
  * never by caller-supplied strings, so a client cannot blow up cardinality.
  */
 import type pg from 'pg';
+import type { ReplicaHealth } from '../db/read-replicas';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 export type HeartbeatOutcome = 'accepted' | 'rejected' | 'limited' | 'written' | 'skipped' | 'failed';
@@ -22,6 +23,12 @@ export interface Metrics {
   observePool(pool: pg.Pool): void;
   /** Reports live presence's subscriptions, watched users and timers on every scrape. */
   observeLive(live: { readonly size: { subscriptions: number; watchedUsers: number; deadlines: number } }): void;
+  /** Reads a read replica may serve, by where they went. */
+  readonly replicaReads: Counter<'route'>;
+  /** Times a read replica was found unreachable. */
+  readonly readReplicaDown: Counter<'replica'>;
+  /** Reports each read replica's lag and standing on every scrape. */
+  observeReadReplicas(replicas: { readonly health: readonly ReplicaHealth[] }): void;
   /** Requests refused at once because the database is saturated, by route (graphql, stream, rest). */
   readonly shedRequests: Counter<'route'>;
   /** Errors sent to GraphQL callers, by `extensions.code`. */
@@ -63,6 +70,7 @@ export function errorCodeLabel(code: unknown): string {
   return typeof code === 'string' && ERROR_CODES.has(code) ? code : 'OTHER';
 }
 
+
 export function createMetrics(): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'pulse_process_' });
@@ -95,6 +103,19 @@ export function createMetrics(): Metrics {
     name: 'pulse_job_runs_total',
     help: 'Scheduled job runs by job and outcome (ok, skipped, failed)',
     labelNames: ['job', 'outcome'] as const,
+    registers: [registry],
+  });
+
+  const replicaReads = new Counter({
+    name: 'pulse_replica_reads_total',
+    help: 'Reads a read replica may serve, by route: replica (served by one), primary (no replica in good standing), fallback (a replica failed under the read; it ran again on the primary)',
+    labelNames: ['route'] as const,
+    registers: [registry],
+  });
+  const readReplicaDown = new Counter({
+    name: 'pulse_read_replica_down_total',
+    help: 'Times a read replica was found unreachable (by a lag check or under a read) and skipped',
+    labelNames: ['replica'] as const,
     registers: [registry],
   });
 
@@ -158,6 +179,34 @@ export function createMetrics(): Metrics {
       gauge('pulse_live_subscriptions', 'Open presenceChanged subscriptions on this process', () => live.size.subscriptions);
       gauge('pulse_live_watched_users', 'Distinct users watched by them', () => live.size.watchedUsers);
       gauge('pulse_live_timers', 'Watched users with a pending status change (going offline, a status expiring)', () => live.size.deadlines);
+    },
+    replicaReads,
+    readReplicaDown,
+    observeReadReplicas(replicas) {
+      // Labelled by replica (host:port/database from READ_DATABASE_URL): bounded by configuration.
+      const perReplica = (name: string, help: string, read: (health: ReplicaHealth) => number) =>
+        new Gauge({
+          name,
+          help,
+          labelNames: ['replica'] as const,
+          registers: [registry],
+          collect() {
+            for (const health of replicas.health) this.set({ replica: health.name }, read(health));
+          },
+        });
+      perReplica(
+        'pulse_read_replica_lag_seconds',
+        'Seconds a read replica is behind the primary at the last check (0 when it has replayed all the primary had written; NaN while unreachable)',
+        (health) => health.lagSeconds ?? Number.NaN,
+      );
+      perReplica('pulse_read_replica_up', 'Whether a read replica answered its last check (1) or not (0)', (health) =>
+        health.state === 'down' || health.state === 'starting' ? 0 : 1,
+      );
+      perReplica(
+        'pulse_read_replica_serving',
+        'Whether a read replica is taking reads (1: up, a standby, within READ_REPLICA_MAX_LAG_SECONDS) or skipped (0)',
+        (health) => (health.state === 'serving' ? 1 : 0),
+      );
     },
     shedRequests,
     graphqlErrors,

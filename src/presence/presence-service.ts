@@ -4,6 +4,7 @@
  */
 import DataLoader from 'dataloader';
 import type { Database } from '../db/database';
+import type { ReplicaReads } from '../db/read-replicas';
 import type { Metrics } from '../observability/metrics';
 import { HeartbeatBatcher } from './heartbeat-batcher';
 import { HeartbeatRateLimit } from './heartbeat-rate-limit';
@@ -14,7 +15,13 @@ import { visibleStatus } from './visible-status';
 import type { UserId } from './user-id';
 
 export interface PresenceServiceOptions {
+  /** The primary: every write, and every read that must see a write just made. */
   db: Database;
+  /**
+   * Where the other status reads go (read replicas, see {@link ReadReplicas});
+   * absent: the primary.
+   */
+  replicaReads?: ReplicaReads;
   /** A user is online while their last heartbeat is at most this many seconds old. */
   thresholdSeconds: number;
   metrics?: Pick<Metrics, 'heartbeats' | 'heartbeatBatchSize'>;
@@ -34,10 +41,13 @@ export interface PresenceServiceOptions {
   onCameOnline?: (userIds: UserId[]) => void;
   /** A LISTEN/NOTIFY channel the heartbeat statement itself notifies of users who came online. */
   notifyChannel?: string | null;
+  /** pulse is distributed by Citus: heartbeats are written in the form Citus writes cheaply. */
+  citus?: boolean;
 }
 
 export class PresenceService {
   readonly #db: Database;
+  readonly #replicaReads: ReplicaReads;
   readonly #thresholdSeconds: number;
   readonly #metrics: PresenceServiceOptions['metrics'];
   readonly #minWriteGapSeconds: number;
@@ -45,15 +55,18 @@ export class PresenceService {
   readonly #batcher: HeartbeatBatcher<UserStatus> | null;
   readonly #onCameOnline: ((userIds: UserId[]) => void) | undefined;
   readonly #notifyChannel: string | null;
+  readonly #citus: boolean;
 
   constructor(options: PresenceServiceOptions) {
     this.#db = options.db;
+    this.#replicaReads = options.replicaReads ?? ((read) => read(options.db));
     this.#thresholdSeconds = options.thresholdSeconds;
     this.#minWriteGapSeconds = options.minWriteGapSeconds ?? 0;
     this.#metrics = options.metrics;
     this.#rateLimit = new HeartbeatRateLimit(options.heartbeatMinIntervalMs ?? 0);
     this.#onCameOnline = options.onCameOnline;
     this.#notifyChannel = options.notifyChannel ?? null;
+    this.#citus = options.citus ?? false;
     this.#batcher = options.batching
       ? new HeartbeatBatcher({ ...options.batching, write: (ids, idle) => this.#write(ids, idle) })
       : null;
@@ -109,6 +122,7 @@ export class PresenceService {
         this.#thresholdSeconds,
         this.#minWriteGapSeconds,
         this.#notifyChannel,
+        this.#citus,
         idle,
       );
     } catch (error) {
@@ -133,7 +147,7 @@ export class PresenceService {
     // each as they see themself.
     const missing = userIds.filter((id) => !answers.has(id));
     for (const id of missing) {
-      const [status] = await this.statuses([id], id);
+      const [status] = await this.statuses([id], id, { fresh: true });
       answers.set(id, status!);
     }
     return answers;
@@ -144,10 +158,16 @@ export class PresenceService {
    * anonymous viewer), in the same order (duplicates included), in one SQL
    * statement. Manual status, privacy and the threshold are all applied here:
    * every protocol that returns a status calls this.
+   *
+   * The read goes to a read replica when one is configured, unless it must show
+   * a write just made: `fresh` (an answer to a mutation, a live event about a
+   * change), or the viewer's own status among `userIds` (what a user just did to
+   * themself must never look undone). Those read the primary.
    */
-  async statuses(userIds: readonly UserId[], viewer: UserId | null): Promise<UserStatus[]> {
+  async statuses(userIds: readonly UserId[], viewer: UserId | null, options: ReadOptions = {}): Promise<UserStatus[]> {
     const unique = [...new Set(userIds)];
-    const rows = await findStatusRows(this.#db, unique, viewer, this.#thresholdSeconds);
+    const fresh = options.fresh === true || (viewer !== null && unique.includes(viewer));
+    const rows = await this.#read(fresh, (db) => findStatusRows(db, unique, viewer, this.#thresholdSeconds));
     const byId = new Map(rows.map((row) => [row.user_id, row]));
     return userIds.map((id) => {
       const row = byId.get(id);
@@ -161,9 +181,10 @@ export class PresenceService {
    * For each of `userIds` whose status will change by itself (an online user
    * going offline without another heartbeat, a manual status expiring), the
    * milliseconds until it does, in one statement: live presence's timers.
+   * Routed as {@link statuses} is.
    */
-  timesUntilChange(userIds: readonly UserId[]): Promise<Array<{ user_id: string; ms_left: number }>> {
-    return findTimesUntilChange(this.#db, userIds, this.#thresholdSeconds);
+  timesUntilChange(userIds: readonly UserId[], options: ReadOptions = {}): Promise<Array<{ user_id: string; ms_left: number }>> {
+    return this.#read(options.fresh === true, (db) => findTimesUntilChange(db, userIds, this.#thresholdSeconds));
   }
 
   /**
@@ -171,9 +192,22 @@ export class PresenceService {
    * is answered by one call to {@link statuses}, so a request costs one statement
    * however many fields ask. Create one per request; its cache must not outlive
    * it, or a status would stay stale after the threshold passes, and it must not
-   * be shared between viewers, who may see different things.
+   * be shared between viewers, who may see different things. `fresh`: read the
+   * primary (see {@link statuses}).
    */
-  createStatusLoader(viewer: UserId | null): DataLoader<UserId, UserStatus> {
-    return new DataLoader((ids) => this.statuses(ids, viewer), { maxBatchSize: Infinity });
+  createStatusLoader(viewer: UserId | null, options: ReadOptions = {}): DataLoader<UserId, UserStatus> {
+    return new DataLoader((ids) => this.statuses(ids, viewer, options), { maxBatchSize: Infinity });
   }
+
+  // Private: the primary for reads that must see the latest writes, otherwise
+  // wherever the replica routing sends them.
+  #read<T>(fresh: boolean, read: (db: Database) => Promise<T>): Promise<T> {
+    return fresh ? read(this.#db) : this.#replicaReads(read);
+  }
+}
+
+/** How fresh a status read must be. */
+export interface ReadOptions {
+  /** Must show every write committed before it: read the primary, never a replica. */
+  fresh?: boolean;
 }

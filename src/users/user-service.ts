@@ -4,6 +4,7 @@
  * and never leak upward.
  */
 import type { Database } from '../db/database';
+import type { ReplicaReads } from '../db/read-replicas';
 import { InvalidInputError, UsernameTakenError } from '../errors';
 import type { UserId } from '../presence/user-id';
 import { deleteFollow, findFollowees, findFollowers, insertFollow } from './follow-repository';
@@ -29,14 +30,19 @@ export interface UserPage {
 
 export class UserService {
   readonly #db: Database;
+  readonly #replicaReads: ReplicaReads;
   readonly #onPresenceChange: (userIds: UserId[]) => void;
 
   /**
-   * `onPresenceChange` is told of every change that alters what others see of a
-   * user (live presence re-reads them for its subscribers).
+   * `db` is the primary. `onPresenceChange` is told of every change that alters
+   * what others see of a user (live presence re-reads them for its subscribers).
+   * `replicaReads` takes name searches (a read replica's work; absent: the
+   * primary); look-ups by id and follows stay on the primary, since they answer
+   * right after sign-ups and follows.
    */
-  constructor(db: Database, options: { onPresenceChange?: (userIds: UserId[]) => void } = {}) {
+  constructor(db: Database, options: { onPresenceChange?: (userIds: UserId[]) => void; replicaReads?: ReplicaReads } = {}) {
     this.#db = db;
+    this.#replicaReads = options.replicaReads ?? ((read) => read(db));
     this.#onPresenceChange = options.onPresenceChange ?? (() => {});
   }
 
@@ -80,12 +86,14 @@ export class UserService {
     const position = after === null ? null : decodeSearchCursor(after);
 
     // One row more than asked tells whether another page follows.
-    const rows = await searchUsersByName(this.#db, {
-      query: trimmed,
-      includeContains: length >= MIN_CONTAINS_QUERY,
-      after: position,
-      limit: first + 1,
-    });
+    const rows = await this.#replicaReads((db) =>
+      searchUsersByName(db, {
+        query: trimmed,
+        includeContains: length >= MIN_CONTAINS_QUERY,
+        after: position,
+        limit: first + 1,
+      }),
+    );
     const page = rows.slice(0, first);
     const edges = page.map((row) => ({
       cursor: encodeSearchCursor({ tier: row.tier, sortName: row.sort_name }),
