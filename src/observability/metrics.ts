@@ -46,8 +46,7 @@ export interface Metrics {
   observeBus(bus: { readonly connected: boolean }): void;
 }
 
-/** How long a scrape waits for the readiness check, and when a check counts as failed. */
-const READINESS_WAIT_MS = 1000;
+/** When a readiness check still running counts as failed. */
 const READINESS_STUCK_MS = 10_000;
 
 /** The codes Pulse and Apollo give errors; anything else is counted as OTHER (bounded labels). */
@@ -213,38 +212,34 @@ export function createMetrics(): Metrics {
     liveEventDelay,
     liveEvents,
     observeReadiness(ready) {
-      // The check needs a pool connection, and /metrics must answer even while
-      // the pool is saturated (when it matters most): a scrape waits at most a
-      // second for the check, then reports the last answer, or 0 once a check
-      // has been stuck for longer than a scrape would wait for /readyz.
+      // The check needs the database, and /metrics must answer at once even while
+      // the pool is saturated (when it matters most): a scrape reports the last
+      // answer and starts a new check in the background; a check stuck for longer
+      // than a load balancer would wait for /readyz counts as not ready.
       let last = false;
-      let running: { done: Promise<void>; since: number } | null = null;
+      let running: { since: number } | null = null;
+      const check = () => {
+        if (running) return;
+        const answer = ready();
+        if (!answer) return;
+        const current = { since: Date.now() };
+        running = current;
+        void answer
+          .catch(() => false)
+          .then((value) => {
+            last = value;
+            if (running === current) running = null;
+          });
+      };
+      check();
       new Gauge({
         name: 'pulse_ready',
-        help: 'Whether this instance is ready to serve (what /readyz answers): 1 ready, 0 not',
+        help: 'Whether this instance is ready to serve (what /readyz answers, as of the last check): 1 ready, 0 not',
         registers: [registry],
-        async collect() {
-          if (!running) {
-            const check = ready();
-            if (!check) {
-              this.set(last ? 1 : 0);
-              return;
-            }
-            running = {
-              since: Date.now(),
-              done: check
-                .catch(() => false)
-                .then((answer) => {
-                  last = answer;
-                  running = null;
-                }),
-            };
-          }
-          let timer: NodeJS.Timeout | undefined;
-          await Promise.race([running.done, new Promise((resolve) => (timer = setTimeout(resolve, READINESS_WAIT_MS)))]);
-          clearTimeout(timer);
+        collect() {
           const stuck = running !== null && Date.now() - running.since > READINESS_STUCK_MS;
           this.set(last && !stuck ? 1 : 0);
+          check();
         },
       });
     },
