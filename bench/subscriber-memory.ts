@@ -29,7 +29,7 @@ async function main(): Promise<void> {
     bus,
     logger: silentLogger,
     readStatuses: async (ids) =>
-      ids.map((userId) => ({ userId, state: 'OFFLINE' as const, online: false, lastSeen: new Date(Date.now() - Number(userId) * 1000), statusText: null, manualStatus: null })),
+      ids.map((userId) => ({ userId, state: 'OFFLINE' as const, online: false, lastSeen: new Date(Date.now() - Number(userId) * 1000), statusText: null, manualStatus: null, idle: false })),
     readTimesUntilChange: async () => [],
   });
   const before = heap();

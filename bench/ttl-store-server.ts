@@ -28,7 +28,7 @@ class RedisTtlPresence extends PresenceService {
     const now = new Date();
     // One command per heartbeat, acknowledged by Redis before the caller is.
     await this.#redis.set(`presence:${userId}`, String(now.getTime()), 'EX', this.#ttlSeconds);
-    return { userId, state: 'ONLINE', online: true, lastSeen: now, statusText: null, manualStatus: null };
+    return { userId, state: 'ONLINE', online: true, lastSeen: now, statusText: null, manualStatus: null, idle: false };
   }
 }
 

@@ -22,6 +22,8 @@ import { createApolloServer } from './graphql/apollo';
 import { createSchema } from './graphql/schema';
 import { createRequestHandler } from './http/http-server';
 import { createPresenceStream } from './http/presence-stream';
+import { createMultipartSubscriptions } from './http/multipart-subscriptions';
+import { createSubscriptionOperations } from './http/subscription-operations';
 import { createRestRoutes } from './http/rest';
 import { createWebAssets } from './http/web-assets';
 import { createClientAddress } from './http/client-address';
@@ -194,15 +196,27 @@ async function startParts(config: Config, logger: Logger, options: StartOptions,
     replicaStalenessMs: readReplicas
       ? config.database.readReplicaMaxLagSeconds * 1000 + config.database.readReplicaCheckIntervalMs
       : 0,
+    onEventsSent: (delayMs, events) => {
+      metrics.liveEventDelay.observe(delayMs / 1000);
+      metrics.liveEvents.inc(events);
+    },
   });
   // Its timers and bus subscription run from here on (stop() is idempotent: once
   // listening, the streams are ended earlier, see below).
   cleanup.add('stopping live-presence timers', () => live.stop());
   metrics.observeLive(live);
+  metrics.observeBus(bus);
   const users = new UserService(db, { onPresenceChange: presenceChanged, replicaReads });
   const settings = new SettingsService(db, { onPresenceChange: presenceChanged });
 
   let draining = false;
+  metrics.observeReadiness(() => {
+    if (draining) return Promise.resolve(false);
+    // With every connection busy, a check would queue among requests (and count
+    // toward shedding them); a pool that busy reaches its database: keep the last answer.
+    if (connection.pool.idleCount === 0 && connection.pool.totalCount >= config.database.poolMax) return null;
+    return checkReadiness(db).then((readiness) => readiness.ready);
+  });
   const httpServer = http.createServer({
     // Set on purpose rather than left to Node's defaults: a client has this long
     // to send its headers, and its whole request; an idle keep-alive connection
@@ -247,6 +261,17 @@ async function startParts(config: Config, logger: Logger, options: StartOptions,
     () => `closing the listener, finishing in-flight requests, writing buffered heartbeats (${presence.pendingHeartbeats})`,
     () => Promise.all([apollo.stop(), presence.flush()]).then(() => {}),
   );
+  // One set of rules for subscriptions, whichever protocol carries them.
+  const subscriptionOperations = createSubscriptionOperations({
+    schema,
+    contextFor: (request) => createContext({ presence, tokens }, request),
+    statusesMaxIds: config.presence.statusesMaxIds,
+  });
+  // One set of places for open streams, whichever protocol carries them.
+  const streamAdmission = {
+    slots: new StreamSlots({ perClient: config.limits.streamsPerClient, max: config.limits.streamsMax }),
+    metrics,
+  };
   httpServer.on(
     'request',
     createRequestHandler({
@@ -257,15 +282,19 @@ async function startParts(config: Config, logger: Logger, options: StartOptions,
       readiness: cluster ? () => cluster.instanceReadiness() : () => checkReadiness(db),
       overloaded: () => connection.pool.waitingCount > config.database.poolMaxWaiting,
       draining: () => draining,
-      metrics: cluster ? { registry: { contentType: metrics.registry.contentType, metrics: () => cluster.instanceMetrics() } } : metrics,
+      metrics: cluster
+        ? { registry: { contentType: metrics.registry.contentType, metrics: () => cluster.instanceMetrics() }, shedRequests: metrics.shedRequests }
+        : metrics,
       rest: createRestRoutes({ presence, tokens, statusesMaxIds: config.presence.statusesMaxIds, metrics }),
       stream: createPresenceStream({
-        schema,
-        contextFor: (request) => createContext({ presence, tokens }, request),
-        statusesMaxIds: config.presence.statusesMaxIds,
-        slots: new StreamSlots({ perClient: config.limits.streamsPerClient, max: config.limits.streamsMax }),
+        operations: subscriptionOperations,
+        admission: streamAdmission,
         stallSeconds: config.limits.streamStallSeconds,
-        metrics,
+      }),
+      multipartSubscriptions: createMultipartSubscriptions({
+        operations: subscriptionOperations,
+        admission: streamAdmission,
+        keepAliveMs: config.http.subscriptionKeepAliveMs,
       }),
       clientAddress: createClientAddress(config.limits.trustProxy),
       // Three heartbeats per threshold: one lost heartbeat never shows a user offline.

@@ -34,6 +34,8 @@ export interface Config {
     readonly requestTimeoutMs: number;
     /** How long an idle keep-alive connection stays open; above a load balancer's idle timeout. */
     readonly keepAliveTimeoutMs: number;
+    /** How often an idle multipart subscription on /graphql sends a keep-alive part. */
+    readonly subscriptionKeepAliveMs: number;
   };
   readonly limits: {
     /** Whether and how far X-Forwarded-For is believed when naming a client's address. */
@@ -203,6 +205,7 @@ const serverEnv = z.object({
     .default('*'),
   PULSE_DATA_DIR: z.string().trim().min(1).default('data'),
   LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+  SUBSCRIPTION_KEEPALIVE_SECONDS: positiveNumber.default(5),
 });
 
 // Private: a rate such as 5/m (five a minute), 10/s or 100/h; `off` or `0`: no limit.
@@ -450,6 +453,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: { forS
       headersTimeoutMs: limits.HTTP_HEADERS_TIMEOUT_MS,
       requestTimeoutMs: limits.HTTP_REQUEST_TIMEOUT_MS,
       keepAliveTimeoutMs: limits.HTTP_KEEP_ALIVE_TIMEOUT_MS,
+      subscriptionKeepAliveMs: Math.max(1, Math.round(server.SUBSCRIPTION_KEEPALIVE_SECONDS * 1000)),
     },
     limits: {
       trustProxy: limits.TRUST_PROXY,

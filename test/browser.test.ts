@@ -45,10 +45,10 @@ describeWithChromium('the live page in Chromium', () => {
     await t.destroy();
   });
 
-  async function signUp(name: string): Promise<Page> {
+  async function signUp(name: string, search = ''): Promise<Page> {
     const context = await browser.newContext({ viewport: { width: 760, height: 720 } });
     const page = await context.newPage();
-    await page.goto(`${base}/`);
+    await page.goto(`${base}/${search}`);
     await page.getByTestId('signup-name').fill(name);
     await page.getByTestId('signup').click();
     await page.getByTestId('me-name').filter({ hasText: name }).waitFor();
@@ -76,5 +76,40 @@ describeWithChromium('the live page in Chromium', () => {
     const png = await alice.screenshot({ path: file, fullPage: true });
     expect(png.subarray(1, 4).toString()).toBe('PNG');
     await alice.context().close();
+  });
+
+  it('shows Carol that Dave is away when idle, in a colour of its own, and online again as soon as he presses a key', async () => {
+    const carol = await signUp('Carol');
+    // Dave's page turns him idle after 1.5 s without input (5 minutes by default).
+    const dave = await signUp('Dave', '?idleAfterMs=1500');
+    const daveStarted = Date.now();
+    await carol.getByTestId('search-input').fill('Dave');
+    await carol.getByTestId('search').click();
+    await carol.getByTestId('follow-Dave').click();
+    const daveForCarol = carol.getByTestId('following-Dave');
+
+    await daveForCarol.and(carol.locator('[data-state="AWAY"][data-idle="true"]')).waitFor({ timeout: 15_000 });
+    const idleSeenMs = Date.now() - daveStarted;
+    expect(await daveForCarol.textContent()).toContain('away (idle)');
+    // Its own colour: a hollow ring, where a chosen AWAY is a filled amber dot.
+    const dot = daveForCarol.locator('.dot');
+    const look = await dot.evaluate((el) => {
+      // Runs in the page; typed by hand, as this file builds without the DOM's types.
+      const page = (el as unknown as { ownerDocument: { defaultView: { getComputedStyle(e: unknown): { backgroundColor: string; boxShadow: string } } } }).ownerDocument;
+      const style = page.defaultView.getComputedStyle(el);
+      return { background: style.backgroundColor, ring: style.boxShadow };
+    });
+    expect(look.background).toBe('rgba(0, 0, 0, 0)');
+    expect(look.ring).toContain('rgb(233, 179, 34)');
+
+    const pressed = Date.now();
+    await dave.keyboard.press('Shift');
+    await daveForCarol.and(carol.locator('[data-state="ONLINE"]')).waitFor({ timeout: 10_000 });
+    const backMs = Date.now() - pressed;
+    expect(await daveForCarol.textContent()).toContain('online');
+    // Measured, not asserted (timing is noisy on a shared machine): printed for the notes.
+    console.log(`idle transitions in Chromium: AWAY seen ${idleSeenMs} ms after Dave's page started (idleAfterMs 1500); ONLINE seen ${backMs} ms after a key press`);
+    await carol.context().close();
+    await dave.context().close();
   });
 });

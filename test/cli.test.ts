@@ -55,6 +55,7 @@ describe('npm run migrate', () => {
 
       // Every migration reverts, newest first, down to an empty schema.
       for (const name of [
+        '2026-12-02-0005-add-pulse-idle',
         '2026-11-22-0004-create-presence-settings',
         '2026-11-22-0003-create-follows',
         '2026-11-22-0002-create-users',

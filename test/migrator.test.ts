@@ -17,6 +17,7 @@ it('is safe when several instances start at once: each migration is applied once
       '2026-11-22-0002-create-users',
       '2026-11-22-0003-create-follows',
       '2026-11-22-0004-create-presence-settings',
+      '2026-12-02-0005-add-pulse-idle',
     ]);
   } finally {
     await Promise.all(instances.map((db) => db.destroy()));

@@ -52,7 +52,7 @@ describe('heartbeat', () => {
 
 describe('statuses', () => {
   it('reports a user who never sent a heartbeat as offline with no lastSeen', async () => {
-    expect(await presence.statuses([id('1')], null)).toEqual([{ userId: '1', state: 'OFFLINE', online: false, lastSeen: null, statusText: null, manualStatus: null }]);
+    expect(await presence.statuses([id('1')], null)).toEqual([{ userId: '1', state: 'OFFLINE', online: false, lastSeen: null, statusText: null, manualStatus: null, idle: false }]);
   });
 
   it('reports a stale user as offline with the time of their last heartbeat', async () => {
@@ -129,7 +129,7 @@ describe('statuses as a viewer sees them', () => {
 
   it('hides a NOBODY user from others and anonymous readers, not from the user', async () => {
     await sql`insert into presence_settings (user_id, visibility) values (5, 'NOBODY')`.execute(t.db);
-    const hidden = { userId: '5', state: 'OFFLINE', online: false, lastSeen: null, statusText: null, manualStatus: null };
+    const hidden = { userId: '5', state: 'OFFLINE', online: false, lastSeen: null, statusText: null, manualStatus: null, idle: false };
     expect(await presence.statuses([id('5')], null)).toEqual([hidden]);
     expect(await presence.statuses([id('5')], id('6'))).toEqual([hidden]);
     expect(await presence.statuses([id('5')], id('5'))).toMatchObject([{ state: 'ONLINE', manualStatus: 'AUTO' }]);

@@ -81,7 +81,7 @@ describe('GET /status/profile and GET /status/:id', () => {
     const reply = await request('GET', '/status/profile?userId=202,999,201,202');
     expect(reply.status).toBe(200);
     expect(reply.body.map((s: { userId: string }) => s.userId)).toEqual(['202', '999', '201', '202']);
-    expect(reply.body[1]).toEqual({ userId: '999', state: 'OFFLINE', online: false, lastSeen: null, statusText: null });
+    expect(reply.body[1]).toEqual({ userId: '999', state: 'OFFLINE', online: false, lastSeen: null, statusText: null, idle: false });
     expect(reply.body[0].online).toBe(false);
     expect(reply.body[0].lastSeen).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
     expect(reply.body[2].online).toBe(true);
@@ -92,7 +92,7 @@ describe('GET /status/profile and GET /status/:id', () => {
     await t.setLastHeartbeat('302', 45);
     const ids = ['301', '302', '303'];
     const rest = await request('GET', `/status/profile?userId=${ids.join(',')}`);
-    const graphql = await server.graphql('query ($ids: [ID!]!) { statuses(ids: $ids) { userId state online lastSeen statusText } }', { variables: { ids } });
+    const graphql = await server.graphql('query ($ids: [ID!]!) { statuses(ids: $ids) { userId state online lastSeen statusText idle } }', { variables: { ids } });
     expect(rest.body).toEqual(graphql.body.data!.statuses);
     const single = await request('GET', '/status/302');
     expect(single.body).toEqual(graphql.body.data!.statuses[1]);
@@ -132,12 +132,12 @@ describe('privacy', () => {
     expect(hide.body.data).toEqual({ updatePrivacy: { visibility: 'NOBODY' } });
 
     const anonymous = await request('GET', '/status/601');
-    expect(anonymous.body).toEqual({ userId: '601', state: 'OFFLINE', online: false, lastSeen: null, statusText: null });
+    expect(anonymous.body).toEqual({ userId: '601', state: 'OFFLINE', online: false, lastSeen: null, statusText: null, idle: false });
     const other = await request('GET', '/status/profile?userId=601', server.token('602'));
     expect(other.body).toEqual([anonymous.body]);
     const self = await request('GET', '/status/601', owner);
     expect(self.body).toMatchObject({ userId: '601', state: 'ONLINE', online: true });
-    const graphql = await server.graphql('{ status(id: "601") { userId state online lastSeen statusText } }', { token: owner });
+    const graphql = await server.graphql('{ status(id: "601") { userId state online lastSeen statusText idle } }', { token: owner });
     expect(self.body).toEqual(graphql.body.data!.status);
   });
 });

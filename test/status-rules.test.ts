@@ -27,8 +27,9 @@ interface SeenStatus {
   lastSeen: string | null;
   statusText: string | null;
   manualStatus: string | null;
+  idle: boolean;
 }
-const FIELDS = 'userId state online lastSeen statusText manualStatus';
+const FIELDS = 'userId state online lastSeen statusText manualStatus idle';
 
 beforeAll(async () => {
   t = await createTestDatabase();
@@ -98,6 +99,7 @@ const neverSeen = (person: Person): SeenStatus => ({
   lastSeen: null,
   statusText: null,
   manualStatus: null,
+  idle: false,
 });
 
 describe('AUTO: heartbeats decide', () => {
@@ -165,7 +167,7 @@ describe('INVISIBLE', () => {
     // for Carol, who really is offline.
     await t.setLastHeartbeat(carol.id, 600);
     const aliceToBob = await seen(bob, alice);
-    expect(aliceToBob).toEqual({ userId: alice.id, state: 'OFFLINE', online: false, lastSeen: before.lastSeen, statusText: null, manualStatus: null });
+    expect(aliceToBob).toEqual({ userId: alice.id, state: 'OFFLINE', online: false, lastSeen: before.lastSeen, statusText: null, manualStatus: null, idle: false });
     const carolToBob = await seen(bob, carol);
     expect(Object.keys(aliceToBob).sort()).toEqual(Object.keys(carolToBob).sort());
     expect({ ...aliceToBob, userId: '', lastSeen: '' }).toEqual({ ...carolToBob, userId: '', lastSeen: '' });

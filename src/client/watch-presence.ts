@@ -24,6 +24,8 @@ export interface LiveStatus {
   /** ISO-8601; null for never seen, or hidden from this viewer. */
   lastSeen: string | null;
   statusText: string | null;
+  /** AWAY because idle rather than by choice (absent from servers that predate it). */
+  idle?: boolean;
 }
 
 export interface WatchOptions {
@@ -45,7 +47,7 @@ export interface Watch {
 }
 
 const QUERY = `subscription ($ids: [ID!]) {
-  presenceChanged(ids: $ids) { userId state online lastSeen statusText }
+  presenceChanged(ids: $ids) { userId state online lastSeen statusText idle }
 }`;
 
 export function watchPresence(options: WatchOptions, onChange: (status: LiveStatus) => void): Watch {

@@ -13,6 +13,8 @@ import type { ColumnType, Generated } from 'kysely';
 export interface PulseTable {
   user_id: ColumnType<string, string, never>;
   last_hb: ColumnType<Date, Date | string, Date | string>;
+  /** The latest heartbeat said the user is idle (connected, not using the app). */
+  idle: ColumnType<boolean, boolean | undefined, boolean>;
 }
 
 /** People who signed up. `id` is generated (from 9e18 up); names are unique case-insensitively. */

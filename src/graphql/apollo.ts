@@ -7,7 +7,7 @@ import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
 import { ApolloServerPluginCacheControlDisabled } from '@apollo/server/plugin/disabled';
 import type { Logger } from '../logger';
-import type { Metrics } from '../observability/metrics';
+import { errorCodeLabel, type Metrics } from '../observability/metrics';
 import type { PulseContext } from './context';
 import { errorLoggingPlugin, formatError } from './errors';
 import { maxTokens, queryLimits } from './limits';
@@ -22,7 +22,7 @@ export interface ApolloOptions {
   logger: Logger;
   /** Production hides the schema (no introspection). */
   production: boolean;
-  metrics?: Pick<Metrics, 'requestDuration' | 'heartbeats'>;
+  metrics?: Pick<Metrics, 'requestDuration' | 'heartbeats' | 'graphqlErrors'>;
 }
 
 /**
@@ -45,6 +45,19 @@ function latencyPlugin(metrics: Pick<Metrics, 'requestDuration'>): ApolloServerP
         },
         async willSendResponse() {
           stop({ operation });
+        },
+      };
+    },
+  };
+}
+
+/** Counts the errors callers are sent, by code (what the dashboard's "errors by code" shows). */
+function errorCountPlugin(metrics: Pick<Metrics, 'graphqlErrors'>): ApolloServerPlugin<PulseContext> {
+  return {
+    async requestDidStart() {
+      return {
+        async didEncounterErrors({ errors }) {
+          for (const error of errors) metrics.graphqlErrors.inc({ code: errorCodeLabel(error.extensions?.code ?? 'INTERNAL_SERVER_ERROR') });
         },
       };
     },
@@ -76,6 +89,7 @@ export function createApolloServer(options: ApolloOptions): ApolloServer<PulseCo
       errorLoggingPlugin(options.logger),
       subscriptionsElsewherePlugin<PulseContext>(),
       ...(options.metrics ? [latencyPlugin(options.metrics)] : []),
+      ...(options.metrics ? [errorCountPlugin(options.metrics)] : []),
       ApolloServerPluginDrainHttpServer({ httpServer: options.httpServer }),
       // Apollo's cache-control plugin, on by default, hooks every field of every
       // response (a `statuses` answer of 100 users is 300 and more calls) only to

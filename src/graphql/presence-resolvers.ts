@@ -40,7 +40,7 @@ export function createPresenceResolvers(deps: PresenceResolverDependencies) {
   // guarded (a database outage is UNAVAILABLE, not a masked internal error); the
   // plain field stays synchronous.
   const ownField =
-    <K extends 'state' | 'statusText' | 'manualStatus'>(field: K) =>
+    <K extends 'state' | 'statusText' | 'manualStatus' | 'idle'>(field: K) =>
     (parent: HeartbeatStatus, _args: unknown, ctx: PulseContext): UserStatus[K] | Promise<UserStatus[K]> =>
       parent[FROM_WRITE] ? ctx.loaders.freshStatus.load(parent.userId).then((status) => status[field], toGraphQLError) : parent[field];
 
@@ -49,6 +49,7 @@ export function createPresenceResolvers(deps: PresenceResolverDependencies) {
       state: ownField('state'),
       statusText: ownField('statusText'),
       manualStatus: ownField('manualStatus'),
+      idle: ownField('idle'),
     },
 
     Query: {
@@ -86,7 +87,7 @@ export function createPresenceResolvers(deps: PresenceResolverDependencies) {
     },
 
     Mutation: {
-      heartbeat: guard(async (_: unknown, _args: unknown, ctx: PulseContext): Promise<HeartbeatStatus> => {
+      heartbeat: guard(async (_: unknown, args: { idle?: boolean | null }, ctx: PulseContext): Promise<HeartbeatStatus> => {
         let userId;
         try {
           userId = ctx.authenticate();
@@ -95,7 +96,7 @@ export function createPresenceResolvers(deps: PresenceResolverDependencies) {
           throw error;
         }
         deps.metrics?.heartbeats.inc({ outcome: 'accepted' });
-        const written = await deps.presence.heartbeat(userId);
+        const written = await deps.presence.heartbeat(userId, args.idle ?? false);
         // Later reads of this user in the same request see the write. The answer
         // costs no read unless the caller asks for fields only a read knows
         // (state, statusText, manualStatus): a heartbeat stays one share of one

@@ -5,8 +5,8 @@
  * error: a subscription field has nothing to resolve outside a stream).
  *
  * Requests that accept Apollo's multipart subscription responses
- * (`multipart/mixed;subscriptionSpec="1.0"`) are left alone: they are served
- * where multipart subscriptions are, not turned away here.
+ * (`multipart/mixed;subscriptionSpec="1.0"`) are served by the HTTP layer
+ * before they reach Apollo (src/http/multipart-subscriptions.ts).
  */
 import { GraphQLError } from 'graphql';
 import type { ApolloServerPlugin } from '@apollo/server';
@@ -27,7 +27,7 @@ export function subscriptionsElsewherePlugin<Context extends object>(): ApolloSe
           if (operation?.operation !== 'subscription') return;
           if (acceptsMultipartSubscriptions(request.http?.headers.get('accept'))) return;
           throw new GraphQLError(
-            `Subscriptions are served at ${SUBSCRIPTIONS_PATH} (Server-Sent Events), not at /graphql: send this operation there with \`accept: text/event-stream\``,
+            `Subscriptions are served at ${SUBSCRIPTIONS_PATH} (Server-Sent Events): send this operation there with \`accept: text/event-stream\`; or here at /graphql over Apollo's multipart protocol, with \`accept: multipart/mixed;subscriptionSpec="1.0", application/json\``,
             { extensions: { code: 'BAD_REQUEST', http: { status: 400 } } },
           );
         },

@@ -3,6 +3,9 @@
  * stream (/graphql/stream), the plain endpoints (/pulse, /status/...), the live
  * page and browser client (/, /app.js, /sdk.js), and health and metrics.
  *
+ * Subscriptions are served on /graphql too, to clients that ask for Apollo's
+ * multipart protocol (see multipart-subscriptions.ts).
+ *
  * Node's own http module, with Apollo mounted through its integration API
  * (`executeHTTPGraphQLRequest`) instead of a web framework: the plain endpoints that
  * clients call most stay a few function calls away from the socket.
@@ -16,6 +19,8 @@ import type { Metrics } from '../observability/metrics';
 import type { PulseContext, RequestInfo } from '../graphql/context';
 import { applyCors } from './cors';
 import type { PresenceStream } from './presence-stream';
+import type { MultipartSubscriptions } from './multipart-subscriptions';
+import { acceptsMultipartSubscriptions } from '../graphql/subscriptions-elsewhere';
 import { restRouteOf, type RestRoutes } from './rest';
 import type { WebAssets } from './web-assets';
 import { errorHeaders, RETRY_AFTER_SECONDS } from './error-answers';
@@ -37,12 +42,17 @@ export interface RequestHandlerOptions {
   overloaded(): boolean;
   /** True once shutdown has begun: answer, but ask clients to reconnect elsewhere. */
   draining(): boolean;
-  /** What /metrics serves: this process's registry, or (in a cluster) the whole instance's. */
-  metrics: { registry: Pick<Metrics['registry'], 'metrics' | 'contentType'> };
+  /**
+   * What /metrics serves (this process's registry, or in a cluster the whole
+   * instance's) and the counter of shed requests.
+   */
+  metrics: { registry: Pick<Metrics['registry'], 'metrics' | 'contentType'>; shedRequests: Metrics['shedRequests'] };
   /** The plain-HTTP endpoints (POST /pulse, GET /status/...). */
   rest: RestRoutes;
   /** GraphQL subscriptions over Server-Sent Events, at /graphql/stream. */
   stream: PresenceStream;
+  /** GraphQL subscriptions on /graphql over Apollo's multipart protocol (stock Apollo clients). */
+  multipartSubscriptions: MultipartSubscriptions;
   /** The live page (/) and the browser client (/sdk.js). */
   web: WebAssets;
   /** Origins whose pages may call Pulse ('*': any). */
@@ -104,10 +114,11 @@ async function route(options: RequestHandlerOptions, info: RequestInfo, req: htt
   const url = new URL(req.url ?? '/', 'http://pulse.invalid');
   switch (url.pathname) {
     case '/graphql':
-      if (options.overloaded()) return shed(res);
+      if (options.overloaded()) return shed(options, res, 'graphql');
+      if (acceptsMultipartSubscriptions(req.headers.accept)) return multipartSubscription(options, info, req, res, url);
       return graphql(options, info, req, res, url);
     case '/graphql/stream': {
-      if (options.overloaded()) return shed(res);
+      if (options.overloaded()) return shed(options, res, 'stream');
       const body = await readBody(req, options.bodyLimitBytes);
       return options.stream(req, res, info, body);
     }
@@ -127,15 +138,36 @@ async function route(options: RequestHandlerOptions, info: RequestInfo, req: htt
       return sendJson(res, readiness.ready ? 200 : 503, readiness);
     }
     default:
-      if (options.overloaded() && restRouteOf(url.pathname)) return shed(res);
+      if (options.overloaded() && restRouteOf(url.pathname)) return shed(options, res, 'rest');
       if (await options.rest(req, res, url)) return;
       if (req.method === 'GET' && (await options.web.serve(url.pathname, res))) return;
       return sendJson(res, 404, { error: `Not found: ${req.method} ${url.pathname}` });
   }
 }
 
-async function graphql(options: RequestHandlerOptions, info: RequestInfo, req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<void> {
+// Private: a stock Apollo client's subscription; whatever is not one (its accept
+// header also allows JSON) is answered by Apollo as usual.
+async function multipartSubscription(
+  options: RequestHandlerOptions,
+  info: RequestInfo,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  url: URL,
+): Promise<void> {
   const text = await readBody(req, options.bodyLimitBytes);
+  if (await options.multipartSubscriptions(req, res, info, text)) return;
+  return graphql(options, info, req, res, url, text);
+}
+
+async function graphql(
+  options: RequestHandlerOptions,
+  info: RequestInfo,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  url: URL,
+  alreadyRead?: string,
+): Promise<void> {
+  const text = alreadyRead ?? (await readBody(req, options.bodyLimitBytes));
   const headers = new HeaderMap();
   for (const [name, value] of Object.entries(req.headers)) {
     if (value !== undefined) headers.set(name, Array.isArray(value) ? value.join(', ') : value);
@@ -194,7 +226,8 @@ function readBody(req: http.IncomingMessage, limit: number): Promise<string> {
   });
 }
 
-function shed(res: http.ServerResponse): void {
+function shed(options: RequestHandlerOptions, res: http.ServerResponse, route: 'graphql' | 'stream' | 'rest'): void {
+  options.metrics.shedRequests.inc({ route });
   for (const [name, value] of Object.entries(errorHeaders(503))) res.setHeader(name, value);
   sendJson(res, 503, {
     errors: [{ message: `Pulse is overloaded; retry after ${RETRY_AFTER_SECONDS} s`, extensions: { code: 'UNAVAILABLE' } }],

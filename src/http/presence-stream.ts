@@ -19,28 +19,20 @@
  *    it has not shrunk for STREAM_STALL_SECONDS, the stream is closed.
  */
 import type http from 'node:http';
-import { GraphQLError, parse, specifiedRules, validate, type GraphQLSchema, type ValidationRule } from 'graphql';
+import { GraphQLError, type ExecutionResult, type ValidationRule } from 'graphql';
 import { createHandler, type Request as SseRequest } from 'graphql-sse';
-import { formatError } from '../graphql/errors';
 import type { PulseContext, RequestInfo } from '../graphql/context';
-import { maxTokens, queryLimits } from '../graphql/limits';
-import type { StreamSlots } from '../limits/stream-slots';
-import type { Metrics } from '../observability/metrics';
-import { sendJson } from './send-json';
+import { admitStream, type StreamAdmission } from './stream-admission';
+import type { SubscriptionOperations } from './subscription-operations';
 
 export interface PresenceStreamOptions {
-  schema: GraphQLSchema;
-  contextFor(request: RequestInfo): PulseContext | Promise<PulseContext>;
-  statusesMaxIds: number;
+  /** Parsing, limits, context and error masking, shared with /graphql's multipart subscriptions. */
+  operations: SubscriptionOperations;
   /** Places for open streams, per client and per process. */
-  slots: StreamSlots;
+  admission: StreamAdmission;
   /** A stream whose unsent output has not shrunk for this long is closed. */
   stallSeconds: number;
-  metrics?: Pick<Metrics, 'streamsRefused'>;
 }
-
-/** Seconds a refused client is asked to wait before opening another stream. */
-const RETRY_AFTER_SECONDS = 5;
 
 /** Serves one request to the stream; resolves when the response has ended. */
 export type PresenceStream = (req: http.IncomingMessage, res: http.ServerResponse, info: RequestInfo, body: string) => Promise<void>;
@@ -95,18 +87,17 @@ const onlySubscriptions: ValidationRule = (context) => ({
 });
 
 export function createPresenceStream(options: PresenceStreamOptions): PresenceStream {
-  const rules = [...specifiedRules, ...queryLimits().validationRules, onlySubscriptions];
-  const tokenLimit = maxTokens(options.statusesMaxIds);
+  const { operations } = options;
 
   const handler = createHandler<http.IncomingMessage, StreamRequest, StreamContext>({
-    schema: options.schema,
+    schema: operations.schema,
     // Distinct connections only: no stream reservations to keep per client.
     authenticate: () => null,
-    validate: (schema, document) => validate(schema, document, rules),
+    validate: (_schema, document) => operations.validate(document, [onlySubscriptions]),
     onSubscribe(req: SseRequest<http.IncomingMessage, StreamRequest>, params) {
       let document;
       try {
-        document = parse(params.query, { maxTokens: tokenLimit });
+        document = operations.parse(params.query);
       } catch (error) {
         return [
           JSON.stringify({ errors: [{ message: (error as Error).message, extensions: { code: 'GRAPHQL_PARSE_FAILED' } }] }),
@@ -114,48 +105,29 @@ export function createPresenceStream(options: PresenceStreamOptions): PresenceSt
         ];
       }
       return {
-        schema: options.schema,
+        schema: operations.schema,
         document,
         operationName: params.operationName,
         variableValues: params.variables,
         contextValue: req.context.context as StreamContext,
       };
     },
-    // The same masking as /graphql: known codes pass, anything else is an
-    // internal error (logged with its cause, shown without it).
+    // The same masking as /graphql.
     async onNext(ctx, req, result) {
       // Backpressure: the next event waits until the socket has room.
       await req.context.flow.ready();
       if (!('errors' in result) || !result.errors?.length) return;
-      for (const error of result.errors) {
-        const code = error.extensions?.code;
-        if (!code || code === 'INTERNAL_SERVER_ERROR') ctx.logger.error('stream: internal error', { error: error.originalError ?? error });
-      }
-      return { ...result, errors: result.errors.map((e) => formatError(e.toJSON(), e) as GraphQLError) };
+      return operations.mask(result as ExecutionResult, ctx.logger) as ExecutionResult;
     },
   });
 
   return async (req, res, info, body) => {
-    const context = await options.contextFor(info);
-    // Who the client is: the token's user, or the address without a (valid) token.
-    const viewer = context.viewer();
-    const slot = options.slots.acquire(viewer ? `user:${viewer}` : `address:${info.clientAddress}`);
-    if (!slot.granted) {
-      options.metrics?.streamsRefused.inc({ reason: slot.refusal === 'client' ? 'client_limit' : 'process_full' });
-      req.resume();
-      res.setHeader('retry-after', String(RETRY_AFTER_SECONDS));
-      sendJson(
-        res,
-        slot.refusal === 'client' ? 429 : 503,
-        slot.refusal === 'client'
-          ? { errors: [{ message: `Too many open streams for this client (at most ${options.slots.perClient}); close one, or retry after ${RETRY_AFTER_SECONDS} s`, extensions: { code: 'RATE_LIMITED' } }] }
-          : { errors: [{ message: `This server holds as many streams as it can; retry after ${RETRY_AFTER_SECONDS} s`, extensions: { code: 'UNAVAILABLE' } }] },
-      );
-      return;
-    }
+    const context = await operations.contextFor(info);
+    const release = admitStream(options.admission, context, info, req, res);
+    if (!release) return;
     const flow = new Flow();
     res.once('close', () => {
-      slot.release();
+      release();
       flow.open();
     });
     const [responseBody, init] = await handler({

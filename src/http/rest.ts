@@ -3,6 +3,7 @@
  * statuses and have no use for GraphQL:
  *
  *   POST /pulse, POST /heartbeat      heartbeat for the bearer token's user -> 204
+ *                                     (body `{"idle": true}`: connected but idle)
  *   GET  /status/profile?userId=1,2,3 statuses in input order -> 200 [...]
  *   GET  /status/42                   one status -> 200 {...}
  *
@@ -47,10 +48,8 @@ export function createRestRoutes(deps: RestDependencies): RestRoutes {
       throw error;
     }
     metrics?.heartbeats.inc({ outcome: 'accepted' });
-    // The body carries nothing: the caller is the token's user. Drain it so the
-    // connection can be reused.
-    req.resume();
-    await presence.heartbeat(userId);
+    // The caller is the token's user; the body may only say whether they are idle.
+    await presence.heartbeat(userId, idleOf(await readSmallBody(req)));
     res.writeHead(204);
     res.end();
   };
@@ -127,7 +126,47 @@ function toJson(status: UserStatus): Record<string, unknown> {
     online: status.online,
     lastSeen: status.lastSeen?.toISOString() ?? null,
     statusText: status.statusText,
+    idle: status.idle,
   };
+}
+
+/** Largest heartbeat body read: `{"idle": true}` needs 14 bytes. */
+const HEARTBEAT_BODY_LIMIT = 1024;
+
+// Private: a heartbeat's body as text; larger than any heartbeat needs is refused.
+function readSmallBody(req: http.IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    req.setEncoding('utf8');
+    req.on('data', (chunk: string) => {
+      text += chunk;
+      if (text.length > HEARTBEAT_BODY_LIMIT) {
+        req.removeAllListeners('data');
+        req.resume();
+        reject(new InvalidInputError(`Heartbeat body too large: more than ${HEARTBEAT_BODY_LIMIT} bytes; expected nothing or {"idle": true}`));
+      }
+    });
+    req.on('end', () => resolve(text));
+    req.on('error', reject);
+  });
+}
+
+/** Whether a heartbeat's body says idle: no body is active, `{"idle": true}` idle. */
+export function idleOf(body: string): boolean {
+  if (body.trim() === '') return false;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body);
+  } catch {
+    throw new InvalidInputError(`Malformed heartbeat body: expected JSON such as {"idle": true}, got ${JSON.stringify(body.slice(0, 40))}`);
+  }
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new InvalidInputError(`Malformed heartbeat body: expected an object such as {"idle": true}, got ${JSON.stringify(parsed)}`);
+  }
+  const { idle } = parsed as { idle?: unknown };
+  if (idle === undefined || idle === null) return false;
+  if (typeof idle !== 'boolean') throw new InvalidInputError(`Invalid idle: expected true or false, got ${JSON.stringify(idle)}`);
+  return idle;
 }
 
 // Private: a bad escape (`%zz`) is the caller's mistake, not a server error.

@@ -61,6 +61,12 @@ export interface LivePresenceOptions {
   coalesceMs?: number;
   /** How often due offline deadlines are checked. */
   tickMs?: number;
+  /**
+   * Told, after each round of re-reads, how long the oldest change in it waited
+   * from reaching this process to its events being sent (the delay a watcher sees
+   * on top of the bus's own), and how many events it sent.
+   */
+  onEventsSent?(delayMs: number, events: number): void;
 }
 
 interface Watcher {
@@ -74,6 +80,8 @@ export class LivePresence {
   readonly #coalesceMs: number;
   readonly #watchers = new Map<UserId, Set<Watcher>>();
   readonly #dirty = new Set<UserId>();
+  /** When the oldest change among #dirty arrived (for the event delay). */
+  #dirtySince = 0;
   #flushTimer: NodeJS.Timeout | null = null;
   #flushing: Promise<void> = Promise.resolve();
   /** Offline deadlines by second, and each user's second: a timer wheel. */
@@ -135,6 +143,7 @@ export class LivePresence {
 
   /** These users' presence may have changed: re-read them for their watchers soon. */
   changed(userIds: readonly UserId[]): void {
+    if (this.#dirty.size === 0) this.#dirtySince = Date.now();
     for (const id of userIds) if (this.#watchers.has(id)) this.#dirty.add(id);
     if (this.#dirty.size > 0 && !this.#flushTimer) {
       this.#flushTimer = setTimeout(() => {
@@ -191,15 +200,17 @@ export class LivePresence {
   // Private: changes go to the primary, which has the write that caused them.
   async #flush(): Promise<void> {
     const ids = [...this.#dirty];
+    const since = this.#dirtySince;
     this.#dirty.clear();
-    await this.#reread(ids, true);
+    await this.#reread(ids, true, since);
   }
 
   // Private: one statement for the deadlines of `ids`, then one status read per
-  // viewer among their watchers.
-  async #reread(changedIds: readonly UserId[], fresh: boolean): Promise<void> {
+  // viewer among their watchers. `since`: when the oldest of the changes arrived.
+  async #reread(changedIds: readonly UserId[], fresh: boolean, since = Date.now()): Promise<void> {
     const ids = changedIds.filter((id) => this.#watchers.has(id));
     if (ids.length === 0) return;
+    let events = 0;
     try {
       await this.#schedule(ids, fresh);
       const byViewer = new Map<Viewer, { watchers: Set<Watcher>; ids: Set<UserId> }>();
@@ -216,11 +227,12 @@ export class LivePresence {
           const statuses = await this.#options.readStatuses([...group.ids], viewer, { fresh });
           for (const status of statuses) {
             for (const watcher of this.#watchers.get(status.userId) ?? []) {
-              if (group.watchers.has(watcher)) watcher.queue.offer(status);
+              if (group.watchers.has(watcher) && watcher.queue.offer(status)) events++;
             }
           }
         }),
       );
+      this.#options.onEventsSent?.(Date.now() - since, events);
       if (!fresh) this.#recheckRecentChanges(ids);
     } catch (error) {
       // The database is away: try these users again on the next tick rather

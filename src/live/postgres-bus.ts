@@ -76,6 +76,9 @@ export function createPostgresBus(options: { url: string; db: Database; logger: 
   return {
     description: 'PostgreSQL LISTEN/NOTIFY',
     notifyChannel: PRESENCE_CHANNEL,
+    get connected() {
+      return client !== null;
+    },
     async publish(userIds) {
       for (const message of toMessages(userIds)) {
         await sql`select pg_notify(${PRESENCE_CHANNEL}, ${message})`.execute(options.db);

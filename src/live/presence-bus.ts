@@ -26,6 +26,8 @@ export interface PresenceBus {
    * been missed, so whoever listens should re-read everything they watch.
    */
   listen(onChange: (userIds: UserId[]) => void, onResync: () => void): void;
+  /** Whether the listening connection is up now (messages from other processes arrive). */
+  readonly connected: boolean;
   close(): Promise<void>;
 }
 

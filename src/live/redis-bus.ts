@@ -22,6 +22,9 @@ export function createRedisBus(options: { url: string; logger: Logger }): Presen
   return {
     description: `Redis pub/sub (${redactUrl(options.url)})`,
     notifyChannel: null,
+    get connected() {
+      return subscriber.status === 'ready';
+    },
     async publish(userIds) {
       for (const message of toMessages(userIds)) await publisher.publish(REDIS_PRESENCE_CHANNEL, message);
     },

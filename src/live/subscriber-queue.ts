@@ -5,7 +5,7 @@
  *
  * A stream may watch 1,000 users and a process may hold thousands of streams,
  * so what a stream keeps per watched user is its memory bill. Here that is the
- * user's id (shared with the request), one byte for state and manual status, a
+ * user's id (shared with the request), one byte for state, manual status and idle, a
  * float for lastSeen and, only once some status text was seen, a reference to
  * it: about 17 bytes, where a Map of JSON strings and a Map of status objects
  * took a few hundred (docs/live.md has both figures).
@@ -30,7 +30,7 @@ export class SubscriberQueue implements AsyncIterableIterator<UserStatus> {
   /** The watched users, distinct, in numeric order (positions index the arrays). */
   readonly ids: readonly UserId[];
   readonly #onReturn: () => void;
-  /** 1 + state * MANUAL.length + manual status; UNKNOWN before the first offer. */
+  /** 1 + (state * MANUAL.length + manual status) * 2 + idle; UNKNOWN before the first offer. */
   readonly #state: Uint8Array;
   /** lastSeen in ms since the epoch; NaN for null. */
   readonly #lastSeen: Float64Array;
@@ -50,15 +50,16 @@ export class SubscriberQueue implements AsyncIterableIterator<UserStatus> {
 
   /**
    * The latest status of a watched user: queued for the subscriber when it
-   * differs in what they see from the last one (state, manual status, text, and
-   * lastSeen once offline: while online it moves with every heartbeat, which is
-   * not news). Statuses of users not watched here are ignored.
+   * differs in what they see from the last one (state, manual status, idle, text,
+   * and lastSeen once offline: while online it moves with every heartbeat, which
+   * is not news). Statuses of users not watched here are ignored. True when the
+   * status is news for this subscriber.
    */
-  offer(status: UserStatus): void {
-    if (this.#done) return;
+  offer(status: UserStatus): boolean {
+    if (this.#done) return false;
     const at = positionOf(this.ids, status.userId);
-    if (at < 0) return;
-    const state = 1 + STATES.indexOf(status.state) * MANUAL.length + MANUAL.indexOf(status.manualStatus);
+    if (at < 0) return false;
+    const state = 1 + (STATES.indexOf(status.state) * MANUAL.length + MANUAL.indexOf(status.manualStatus)) * 2 + (status.idle ? 1 : 0);
     const lastSeen = status.lastSeen ? status.lastSeen.getTime() : NaN;
     const text = status.statusText;
     if (
@@ -66,7 +67,7 @@ export class SubscriberQueue implements AsyncIterableIterator<UserStatus> {
       (this.#texts?.[at] ?? null) === text &&
       (status.online || Object.is(this.#lastSeen[at], lastSeen))
     ) {
-      return;
+      return false;
     }
     this.#state[at] = state;
     this.#lastSeen[at] = lastSeen;
@@ -75,12 +76,13 @@ export class SubscriberQueue implements AsyncIterableIterator<UserStatus> {
       const resolve = this.#waiting;
       this.#waiting = null;
       resolve({ value: this.#statusAt(at), done: false });
-      return;
+      return true;
     }
     // Re-inserting moves the user to the end: events stay in the order of their
     // latest change.
     this.#pending.delete(at);
     this.#pending.add(at);
+    return true;
   }
 
   next(): Promise<IteratorResult<UserStatus>> {
@@ -118,7 +120,9 @@ export class SubscriberQueue implements AsyncIterableIterator<UserStatus> {
   // Private: the status at a position, rebuilt from the arrays.
   #statusAt(at: number): UserStatus {
     const code = this.#state[at]! - 1;
-    const state = STATES[Math.floor(code / MANUAL.length)]!;
+    const idle = code % 2 === 1;
+    const stateAndManual = code >> 1;
+    const state = STATES[Math.floor(stateAndManual / MANUAL.length)]!;
     const lastSeen = this.#lastSeen[at]!;
     return {
       userId: this.ids[at]!,
@@ -126,7 +130,8 @@ export class SubscriberQueue implements AsyncIterableIterator<UserStatus> {
       online: state !== 'OFFLINE',
       lastSeen: Number.isNaN(lastSeen) ? null : new Date(lastSeen),
       statusText: this.#texts?.[at] ?? null,
-      manualStatus: MANUAL[code % MANUAL.length]!,
+      manualStatus: MANUAL[stateAndManual % MANUAL.length]!,
+      idle,
     };
   }
 }

@@ -40,6 +40,44 @@ export interface Metrics {
   readonly readReplicaDown: Counter<'replica'>;
   /** Reports each read replica's lag and standing on every scrape. */
   observeReadReplicas(replicas: { readonly health: readonly ReplicaHealth[] }): void;
+  /** Requests refused at once because the database is saturated, by route (graphql, stream, rest). */
+  readonly shedRequests: Counter<'route'>;
+  /** Errors sent to GraphQL callers, by `extensions.code`. */
+  readonly graphqlErrors: Counter<'code'>;
+  /** From a change reaching this process (bus message, timer) to its events being sent. */
+  readonly liveEventDelay: Histogram;
+  /** Change events sent to subscribers (one per subscriber and changed user). */
+  readonly liveEvents: Counter;
+  /**
+   * Reports readiness (what /readyz answers) on every scrape: 1 ready, 0 not.
+   * `ready` returns null when it cannot check now without harm: the last answer stands.
+   */
+  observeReadiness(ready: () => Promise<boolean> | null): void;
+  /** Reports whether the presence bus's listening connection is up on every scrape. */
+  observeBus(bus: { readonly connected: boolean }): void;
+}
+
+/** When a readiness check still running counts as failed. */
+const READINESS_STUCK_MS = 10_000;
+
+/** The codes Pulse and Apollo give errors; anything else is counted as OTHER (bounded labels). */
+const ERROR_CODES = new Set([
+  'BAD_USER_INPUT',
+  'USERNAME_TAKEN',
+  'UNAUTHENTICATED',
+  'UNAVAILABLE',
+  'INTERNAL_SERVER_ERROR',
+  'GRAPHQL_PARSE_FAILED',
+  'GRAPHQL_VALIDATION_FAILED',
+  'BAD_REQUEST',
+  'PERSISTED_QUERY_NOT_FOUND',
+  'PERSISTED_QUERY_NOT_SUPPORTED',
+  'OPERATION_RESOLUTION_FAILURE',
+]);
+
+/** The label an error code is counted under. */
+export function errorCodeLabel(code: unknown): string {
+  return typeof code === 'string' && ERROR_CODES.has(code) ? code : 'OTHER';
 }
 
 
@@ -134,6 +172,38 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     });
   }
 
+  const shedRequests = new Counter({
+    name: 'pulse_requests_shed_total',
+    help: 'Requests refused at once with 503 because too many were already waiting for a database connection, by route',
+    labelNames: ['route'] as const,
+    registers: [registry],
+  });
+  const graphqlErrors = new Counter({
+    name: 'pulse_graphql_errors_total',
+    help: 'Errors sent to GraphQL callers, by extensions.code',
+    labelNames: ['code'] as const,
+    registers: [registry],
+  });
+  const liveEventDelay = new Histogram({
+    name: 'pulse_live_event_delay_seconds',
+    help: 'Live presence: from a change reaching this process (a bus message, an offline timer) to its events being sent to subscribers',
+    buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [registry],
+  });
+
+  const liveEvents = new Counter({
+    name: 'pulse_live_events_total',
+    help: 'Live presence: change events sent to subscribers (one per subscriber and changed user; first statuses not counted)',
+    registers: [registry],
+  });
+
+  // Every known label value starts at 0, so rates and alerts see a series from
+  // the first scrape instead of "no data" until the first increment.
+  for (const outcome of ['accepted', 'rejected', 'limited', 'written', 'skipped', 'failed'] satisfies HeartbeatOutcome[]) heartbeats.inc({ outcome }, 0);
+  for (const route of ['graphql', 'stream', 'rest']) shedRequests.inc({ route }, 0);
+  for (const outcome of ['ok', 'skipped', 'failed']) jobRuns.inc({ job: 'retention', outcome }, 0);
+  for (const code of ERROR_CODES) graphqlErrors.inc({ code }, 0);
+
   // A gauge read on every scrape, rather than kept up to date on every change.
   const gauge = (name: string, help: string, read: () => number) =>
     new Gauge({
@@ -158,6 +228,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       gauge('pulse_db_pool_in_use', 'Pool connections running a statement', () => pool.totalCount - pool.idleCount);
       gauge('pulse_db_pool_idle', 'Pool connections open and idle', () => pool.idleCount);
       gauge('pulse_db_pool_waiting', 'Requests waiting for a pool connection', () => pool.waitingCount);
+      gauge('pulse_db_pool_max', 'Most connections the pool opens (DB_POOL_MAX)', () => pool.options.max ?? 10);
     },
     observeLive(live) {
       gauge('pulse_live_subscriptions', 'Open presenceChanged subscriptions on this process', () => live.size.subscriptions);
@@ -190,6 +261,47 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
         'pulse_read_replica_serving',
         'Whether a read replica is taking reads (1: up, a standby, within READ_REPLICA_MAX_LAG_SECONDS) or skipped (0)',
         (health) => (health.state === 'serving' ? 1 : 0),
+      );
+    },
+    shedRequests,
+    graphqlErrors,
+    liveEventDelay,
+    liveEvents,
+    observeReadiness(ready) {
+      // The check needs the database, and /metrics must answer at once even while
+      // the pool is saturated (when it matters most): a scrape reports the last
+      // answer and starts a new check in the background; a check stuck for longer
+      // than a load balancer would wait for /readyz counts as not ready.
+      let last = false;
+      let running: { since: number } | null = null;
+      const check = () => {
+        if (running) return;
+        const answer = ready();
+        if (!answer) return;
+        const current = { since: Date.now() };
+        running = current;
+        void answer
+          .catch(() => false)
+          .then((value) => {
+            last = value;
+            if (running === current) running = null;
+          });
+      };
+      check();
+      new Gauge({
+        name: 'pulse_ready',
+        help: 'Whether this instance is ready to serve (what /readyz answers, as of the last check): 1 ready, 0 not',
+        registers: [registry],
+        collect() {
+          const stuck = running !== null && Date.now() - running.since > READINESS_STUCK_MS;
+          this.set(last && !stuck ? 1 : 0);
+          check();
+        },
+      });
+    },
+    observeBus(bus) {
+      gauge('pulse_bus_connected', 'Whether the presence bus is listening (1) or its connection is lost (0): events from other instances are missed while 0', () =>
+        bus.connected ? 1 : 0,
       );
     },
   };

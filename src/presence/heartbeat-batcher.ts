@@ -24,10 +24,11 @@
 import type { UserId } from './user-id';
 
 /**
- * Given distinct user ids, writes them in one statement and returns each user's
- * answer. Rejects (for the whole batch) if the statement fails.
+ * Given distinct user ids, and those among them whose latest heartbeat says idle,
+ * writes them in one statement and returns each user's answer. Rejects (for the
+ * whole batch) if the statement fails.
  */
-export type WriteBatch<T> = (userIds: readonly UserId[]) => Promise<ReadonlyMap<UserId, T>>;
+export type WriteBatch<T> = (userIds: readonly UserId[], idle: ReadonlySet<UserId>) => Promise<ReadonlyMap<UserId, T>>;
 
 export interface HeartbeatBatcherOptions<T> {
   write: WriteBatch<T>;
@@ -43,6 +44,8 @@ interface Waiter<T> {
   promise: Promise<T>;
   resolve(value: T): void;
   reject(error: unknown): void;
+  /** What the user's latest heartbeat in this batch said: idle or active. */
+  idle: boolean;
 }
 
 export class HeartbeatBatcher<T> {
@@ -58,11 +61,18 @@ export class HeartbeatBatcher<T> {
     this.#options = options;
   }
 
-  /** Adds `userId` to the next batch; resolves with their answer once it has committed. */
-  submit(userId: UserId): Promise<T> {
+  /**
+   * Adds `userId` to the next batch; resolves with their answer once it has
+   * committed. Heartbeats of one user in one batch share a write, which records
+   * whether the latest of them said idle.
+   */
+  submit(userId: UserId, idle = false): Promise<T> {
     const existing = this.#pending.get(userId);
-    if (existing) return existing.promise;
-    const waiter = deferred<T>();
+    if (existing) {
+      existing.idle = idle;
+      return existing.promise;
+    }
+    const waiter = deferred<T>(idle);
     this.#pending.set(userId, waiter);
     if (this.#pending.size >= this.#options.maxSize) {
       this.#markDue();
@@ -134,7 +144,8 @@ export class HeartbeatBatcher<T> {
   async #run(batch: Map<UserId, Waiter<T>>): Promise<void> {
     let answers: ReadonlyMap<UserId, T>;
     try {
-      answers = await this.#options.write([...batch.keys()]);
+      const idle = new Set([...batch].flatMap(([userId, waiter]) => (waiter.idle ? [userId] : [])));
+      answers = await this.#options.write([...batch.keys()], idle);
     } catch (error) {
       for (const waiter of batch.values()) waiter.reject(error);
       return;
@@ -147,12 +158,12 @@ export class HeartbeatBatcher<T> {
   }
 }
 
-function deferred<T>(): Waiter<T> {
+function deferred<T>(idle: boolean): Waiter<T> {
   let resolve!: (value: T) => void;
   let reject!: (error: unknown) => void;
   const promise = new Promise<T>((res, rej) => {
     resolve = res;
     reject = rej;
   });
-  return { promise, resolve, reject };
+  return { promise, resolve, reject, idle };
 }

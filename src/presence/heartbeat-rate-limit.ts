@@ -10,8 +10,8 @@
 export class HeartbeatRateLimit<T> {
   readonly #intervalMs: number;
   readonly #now: () => number;
-  #current = new Map<string, { at: number; answer: Promise<T> }>();
-  #previous = new Map<string, { at: number; answer: Promise<T> }>();
+  #current = new Map<string, { at: number; answer: Promise<T>; kind: string }>();
+  #previous = new Map<string, { at: number; answer: Promise<T>; kind: string }>();
   #generationStart: number;
 
   constructor(intervalMs: number, now: () => number = Date.now) {
@@ -23,17 +23,20 @@ export class HeartbeatRateLimit<T> {
   /**
    * The answer to `userId`'s heartbeat: the one already given within the interval
    * if there is one (`limited: true`), else a fresh `work()`. A failed answer is
-   * forgotten, so the next heartbeat tries again.
+   * forgotten, so the next heartbeat tries again. A heartbeat of another `kind`
+   * than the one remembered (idle after active, or back) is never a repeat: it
+   * changes what others see.
    */
-  answer(userId: string, work: () => Promise<T>): { limited: boolean; answer: Promise<T> } {
+  answer(userId: string, work: () => Promise<T>, kind = ''): { limited: boolean; answer: Promise<T> } {
     if (this.#intervalMs <= 0) return { limited: false, answer: work() };
     const now = this.#now();
     this.#rotate(now);
     const recent = this.#current.get(userId) ?? this.#previous.get(userId);
-    if (recent && now - recent.at < this.#intervalMs) return { limited: true, answer: recent.answer };
+    if (recent && recent.kind === kind && now - recent.at < this.#intervalMs) return { limited: true, answer: recent.answer };
 
     const answer = work();
-    const entry = { at: now, answer };
+    const entry = { at: now, answer, kind };
+    this.#previous.delete(userId);
     this.#current.set(userId, entry);
     answer.catch(() => {
       if (this.#current.get(userId) === entry) this.#current.delete(userId);

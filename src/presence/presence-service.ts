@@ -68,7 +68,7 @@ export class PresenceService {
     this.#notifyChannel = options.notifyChannel ?? null;
     this.#citus = options.citus ?? false;
     this.#batcher = options.batching
-      ? new HeartbeatBatcher({ ...options.batching, write: (ids) => this.#write(ids) })
+      ? new HeartbeatBatcher({ ...options.batching, write: (ids, idle) => this.#write(ids, idle) })
       : null;
   }
 
@@ -81,10 +81,18 @@ export class PresenceService {
    * committed. A repeat within the rate-limit interval gets the first heartbeat's
    * answer instead; with batching, the write shares a statement with the
    * heartbeats that arrived around it.
+   *
+   * `idle`: the user is connected but not using the app; while their latest
+   * heartbeat says so they show AWAY (unless they chose a manual status).
    */
-  heartbeat(userId: UserId): Promise<UserStatus> {
-    const { limited, answer } = this.#rateLimit.answer(userId, () =>
-      this.#batcher ? this.#batcher.submit(userId) : this.#write([userId]).then((answers) => answers.get(userId)!),
+  heartbeat(userId: UserId, idle = false): Promise<UserStatus> {
+    const { limited, answer } = this.#rateLimit.answer(
+      userId,
+      () =>
+        this.#batcher
+          ? this.#batcher.submit(userId, idle)
+          : this.#write([userId], idle ? new Set([userId]) : new Set()).then((answers) => answers.get(userId)!),
+      idle ? 'idle' : 'active',
     );
     if (limited) this.#metrics?.heartbeats.inc({ outcome: 'limited' });
     return answer;
@@ -105,7 +113,7 @@ export class PresenceService {
   }
 
   // Private: one statement for a set of distinct users; every user's status after it.
-  async #write(userIds: readonly UserId[]): Promise<Map<UserId, UserStatus>> {
+  async #write(userIds: readonly UserId[], idle: ReadonlySet<UserId>): Promise<Map<UserId, UserStatus>> {
     let outcome;
     try {
       outcome = await recordHeartbeats(
@@ -115,6 +123,7 @@ export class PresenceService {
         this.#minWriteGapSeconds,
         this.#notifyChannel,
         this.#citus,
+        idle,
       );
     } catch (error) {
       this.#metrics?.heartbeats.inc({ outcome: 'failed' }, userIds.length);
@@ -128,9 +137,11 @@ export class PresenceService {
     const notWritten = new Set<UserId>(outcome.missing);
     for (const id of answers.keys()) notWritten.add(id);
     for (const id of userIds) {
-      if (!notWritten.has(id)) answers.set(id, { userId: id, state: 'ONLINE', online: true, lastSeen: outcome.now, statusText: null, manualStatus: null });
+      if (!notWritten.has(id)) answers.set(id, { userId: id, state: 'ONLINE', online: true, lastSeen: outcome.now, statusText: null, manualStatus: null, idle: false });
     }
-    if (outcome.cameOnline.length > 0) this.#onCameOnline?.(outcome.cameOnline);
+    // Coming online, and turning idle or active again, change what watchers see.
+    const changed = [...outcome.cameOnline, ...outcome.idleChanged];
+    if (changed.length > 0) this.#onCameOnline?.(changed);
     const written = userIds.length - notWritten.size;
     this.#metrics?.heartbeats.inc({ outcome: 'written' }, written);
     this.#metrics?.heartbeats.inc({ outcome: 'skipped' }, outcome.skipped.length);

@@ -19,6 +19,8 @@ export interface PulseRow {
   user_id: string;
   last_hb: Date;
   online: boolean;
+  /** The latest heartbeat said the user is idle. */
+  idle: boolean;
 }
 
 /** What one heartbeat statement did, from {@link recordHeartbeats}. */
@@ -29,6 +31,8 @@ export interface HeartbeatOutcome {
   skipped: PulseRow[];
   /** Users the statement wrote who were offline or never seen before it. */
   cameOnline: UserId[];
+  /** Users who were online and whose heartbeat changed them between idle and active. */
+  idleChanged: UserId[];
   /**
    * Users neither written nor visible to the statement: their first row was
    * inserted by another transaction after this statement's snapshot. Rare.
@@ -48,7 +52,9 @@ export interface HeartbeatOutcome {
  *
  * A row written less than `minWriteGapSeconds` ago is not written again (its
  * status is returned as it stands): several tabs or devices of one user cost one
- * write per gap. The gap is a difference of two timestamps, not `timestamptz -
+ * write per gap. A heartbeat that changes the user between idle and active
+ * (`idleUserIds`: those whose heartbeat says idle) is written even inside the gap:
+ * it changes what others see. The gap is a difference of two timestamps, not `timestamptz -
  * interval`, and `now()` sits in the inserted rows, not in the SET: Citus accepts
  * only immutable expressions in `ON CONFLICT DO UPDATE`.
  *
@@ -64,21 +70,25 @@ export async function recordHeartbeats(
   minWriteGapSeconds: number,
   notifyChannel: string | null = null,
   citus = false,
+  idleUserIds: ReadonlySet<UserId> = new Set(),
 ): Promise<HeartbeatOutcome> {
-  if (userIds.length === 0) return { now: new Date(), skipped: [], cameOnline: [], missing: [] };
+  if (userIds.length === 0) return { now: new Date(), skipped: [], cameOnline: [], idleChanged: [], missing: [] };
   const ids = sql.val(userIds);
-  // The heartbeat rows, in lock order. On PostgreSQL, one array parameter: the
+  const idle = userIds.map((id) => idleUserIds.has(id));
+  // The heartbeat rows, in lock order. On PostgreSQL, array parameters: the
   // statement text is the same for every batch and cheap to plan. On Citus
   // (`citus`: pulse is distributed), a VALUES list instead: Citus splits it by
   // shard and writes over one connection per worker, where INSERT ... SELECT
   // FROM unnest goes through the coordinator with a COPY, a new connection and a
   // two-phase commit per shard touched (docs/scale-out.md has the figures).
   const heartbeatRows = citus
-    ? sql`values ${sql.join(userIds.map((id) => sql`(${id}::bigint, now())`))}`
-    : sql`select user_id, now() from unnest(${ids}::bigint[]) with ordinality as t(user_id, position)
+    ? sql`values ${sql.join(userIds.map((id, i) => sql`(${id}::bigint, now(), ${idle[i]!}::boolean)`))}`
+    : sql`select user_id, now(), idle
+      from unnest(${ids}::bigint[], ${sql.val(idle)}::boolean[]) with ordinality as t(user_id, idle, position)
       order by position`;
   const threshold = sql`make_interval(secs => ${thresholdSeconds})`;
-  // With a channel, the statement also NOTIFYs the users it brought online, 300
+  // With a channel, the statement also NOTIFYs the users it brought online or
+  // changed between idle and active (both change what watchers see), 300
   // ids per message (a NOTIFY payload must stay under 8000 bytes). NOTIFY is
   // delivered at commit, so listeners never hear of a write that rolled back.
   // The `::text` is for Citus, which keeps every CTE's rows as an intermediate
@@ -87,7 +97,10 @@ export async function recordHeartbeats(
   const notify = notifyChannel
     ? sql`, notified as (
         select pg_notify(${notifyChannel}, string_agg(user_id::text, ','))::text
-        from (select user_id, row_number() over (order by user_id) as n from came_online) as numbered
+        from (
+          select user_id, row_number() over (order by user_id) as n
+          from (select user_id from came_online union all select user_id from idle_changed) as changed
+        ) as numbered
         group by (n - 1) / 300
       )`
     : sql``;
@@ -100,35 +113,42 @@ export async function recordHeartbeats(
   // the order of the CTEs does not matter; Citus runs materialised CTEs one after
   // the other, in the order written, so `before` comes first and is MATERIALIZED
   // (inlined into the final SELECT, it would run after the write and read it).
-  const { rows } = await sql<{ kind: 'now' | 'skipped' | 'came_online' | 'missing'; user_id: string | null; last_hb: string | null; online: boolean | null; notifications: number | null }>`
+  const { rows } = await sql<{ kind: 'now' | 'skipped' | 'came_online' | 'idle_changed' | 'missing'; user_id: string | null; last_hb: string | null; online: boolean | null; idle: boolean | null; notifications: number | null }>`
     with before as materialized (
-      select user_id, last_hb from pulse where user_id = any(${ids}::bigint[])
+      select user_id, last_hb, idle from pulse where user_id = any(${ids}::bigint[])
     ), heartbeat as (
-      insert into pulse (user_id, last_hb)
+      insert into pulse (user_id, last_hb, idle)
       ${heartbeatRows}
-      on conflict (user_id) do update set last_hb = excluded.last_hb
+      on conflict (user_id) do update set last_hb = excluded.last_hb, idle = excluded.idle
       where excluded.last_hb - pulse.last_hb >= make_interval(secs => ${minWriteGapSeconds})
-      returning user_id
+         or excluded.idle <> pulse.idle
+      returning user_id, idle
     ), came_online as (
       select h.user_id from heartbeat h left join before b on b.user_id = h.user_id
       where b.last_hb is null or b.last_hb < now() - ${threshold}
+    ), idle_changed as (
+      select h.user_id from heartbeat h join before b on b.user_id = h.user_id
+      where b.last_hb >= now() - ${threshold} and h.idle <> b.idle
     )${notify}
-    select 'now' as kind, null as user_id, ${isoTime(sql`now()`)} as last_hb, null::boolean as online, ${notifications} as notifications
+    select 'now' as kind, null as user_id, ${isoTime(sql`now()`)} as last_hb, null::boolean as online, null::boolean as idle, ${notifications} as notifications
     union all
-    select 'came_online', user_id::text, null, null, null from came_online
+    select 'came_online', user_id::text, null, null, null, null from came_online
     union all
-    select 'skipped', b.user_id::text, ${isoTime(sql`b.last_hb`)}, b.last_hb >= now() - ${threshold}, null
+    select 'idle_changed', user_id::text, null, null, null, null from idle_changed
+    union all
+    select 'skipped', b.user_id::text, ${isoTime(sql`b.last_hb`)}, b.last_hb >= now() - ${threshold}, b.idle, null
       from before b where not exists (select from heartbeat h where h.user_id = b.user_id)
     union all
-    select 'missing', t.user_id::text, null, null, null from unnest(${ids}::bigint[]) as t(user_id)
+    select 'missing', t.user_id::text, null, null, null, null from unnest(${ids}::bigint[]) as t(user_id)
      where not exists (select from heartbeat h where h.user_id = t.user_id)
        and not exists (select from before b where b.user_id = t.user_id)
   `.execute(db);
-  const outcome: HeartbeatOutcome = { now: new Date(), skipped: [], cameOnline: [], missing: [] };
+  const outcome: HeartbeatOutcome = { now: new Date(), skipped: [], cameOnline: [], idleChanged: [], missing: [] };
   for (const row of rows) {
     if (row.kind === 'now') outcome.now = new DatabaseTime(row.last_hb!);
-    else if (row.kind === 'skipped') outcome.skipped.push({ user_id: row.user_id!, last_hb: new DatabaseTime(row.last_hb!), online: row.online! });
+    else if (row.kind === 'skipped') outcome.skipped.push({ user_id: row.user_id!, last_hb: new DatabaseTime(row.last_hb!), online: row.online!, idle: row.idle! });
     else if (row.kind === 'came_online') outcome.cameOnline.push(row.user_id as UserId);
+    else if (row.kind === 'idle_changed') outcome.idleChanged.push(row.user_id as UserId);
     else outcome.missing.push(row.user_id as UserId);
   }
   return outcome;

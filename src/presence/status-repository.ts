@@ -28,6 +28,8 @@ export interface StatusRow {
   last_hb: Date | null;
   /** The last heartbeat is within the threshold. */
   connected: boolean;
+  /** The latest heartbeat said the user is idle (connected, not using the app). */
+  idle: boolean;
   /** The manual status in force: AUTO when none was set or it expired. */
   manual_status: ManualStatus;
   /** The status text, null when none was set or it expired. */
@@ -80,6 +82,7 @@ export function statusRowsQuery(userIds: readonly UserId[], viewer: UserId | nul
     select target.user_id::text as user_id,
            ${isoTime(sql`pulse.last_hb`)} as last_hb,
            coalesce(pulse.last_hb >= now() - make_interval(secs => ${thresholdSeconds}), false) as connected,
+           coalesce(pulse.idle, false) as idle,
            case when settings.expires_at is null or settings.expires_at > now()
                 then coalesce(settings.manual_status, 'AUTO') else 'AUTO' end as manual_status,
            case when settings.expires_at is null or settings.expires_at > now()

@@ -22,11 +22,13 @@ export interface UserStatus {
   statusText: string | null;
   /** The manual status in force: shown to the user themself only, null for others. */
   manualStatus: ManualStatus | null;
+  /** AWAY because the user is idle (connected, not using the app), not by choice. */
+  idle: boolean;
 }
 
 /** The status of a user with no pulse row: offline, never seen. */
 export function neverSeen(userId: UserId): UserStatus {
-  return { userId, state: 'OFFLINE', online: false, lastSeen: null, statusText: null, manualStatus: null };
+  return { userId, state: 'OFFLINE', online: false, lastSeen: null, statusText: null, manualStatus: null, idle: false };
 }
 
 /**
@@ -41,5 +43,7 @@ export function statusFromRow(userId: UserId, row: PulseRow): UserStatus {
     lastSeen: row.last_hb,
     statusText: null,
     manualStatus: null,
+    // Known only with the manual status (a chosen one wins): read when asked for.
+    idle: false,
   };
 }

@@ -13,7 +13,8 @@
  *  3. INVISIBLE looks like a real offline user: OFFLINE, with lastSeen frozen at
  *     the last heartbeat before going invisible.
  *  4. Otherwise the heartbeats decide: a disconnected user is OFFLINE whatever
- *     they chose; a connected one is AWAY or BUSY if they said so, else ONLINE.
+ *     they chose; a connected one is AWAY or BUSY if they said so, else AWAY if
+ *     their latest heartbeat said idle (away when idle), else ONLINE.
  *     The status text is shown only with a state other than OFFLINE.
  *  5. With showLastSeen off, others never see lastSeen.
  *
@@ -36,7 +37,15 @@ export function visibleStatus(row: StatusRow, viewer: UserId | null): UserStatus
     return { ...neverSeen(userId), lastSeen: lastSeen(seen) };
   }
   const state = connectedState(row);
-  return { userId, state, online: true, lastSeen: lastSeen(row.last_hb), statusText: row.status_text, manualStatus: null };
+  return {
+    userId,
+    state,
+    online: true,
+    lastSeen: lastSeen(row.last_hb),
+    statusText: row.status_text,
+    manualStatus: null,
+    idle: awayWhenIdle(row),
+  };
 }
 
 // Private: may `viewer` see anything of this user's presence at all?
@@ -62,11 +71,19 @@ function ownStatus(row: StatusRow, userId: UserId): UserStatus {
     lastSeen: row.last_hb,
     statusText: row.status_text,
     manualStatus: row.manual_status,
+    idle: row.connected && awayWhenIdle(row),
   };
 }
 
-// Private: a connected user shows AWAY or BUSY if they chose it, else ONLINE
-// (INVISIBLE is handled before this, for everyone but the user themself).
+// Private: away by idleness rather than by choice (a chosen status wins).
+function awayWhenIdle(row: StatusRow): boolean {
+  return row.idle && row.manual_status !== 'AWAY' && row.manual_status !== 'BUSY';
+}
+
+// Private: a connected user shows AWAY or BUSY if they chose it, else AWAY while
+// idle, else ONLINE (INVISIBLE is handled before this, for everyone but the user
+// themself, who sees ONLINE or AWAY by their activity).
 function connectedState(row: StatusRow): PresenceState {
-  return row.manual_status === 'AWAY' || row.manual_status === 'BUSY' ? row.manual_status : 'ONLINE';
+  if (row.manual_status === 'AWAY' || row.manual_status === 'BUSY') return row.manual_status;
+  return row.idle ? 'AWAY' : 'ONLINE';
 }

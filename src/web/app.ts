@@ -55,6 +55,9 @@ async function signIn(token: string): Promise<void> {
     url: base,
     token: () => sessionStorage.getItem(TOKEN_KEY) ?? '',
     intervalMs: window.PULSE_CONFIG.heartbeatIntervalMs,
+    // ?idleAfterMs=... shortens the idle delay (for trying it out, and the browser test).
+    idleAfterMs: Number(new URLSearchParams(window.location.search).get('idleAfterMs')) || undefined,
+    onIdleChange: () => void refreshMe(),
     onResult: (result) => {
       if (result.ok) void refreshMe();
     },
@@ -70,8 +73,8 @@ function signOut(): void {
 }
 
 async function refreshMe(): Promise<void> {
-  const { status } = await gql<{ status: LiveStatus }>('query ($id: ID!) { status(id: $id) { userId state online lastSeen statusText } }', { id: me!.id });
-  $('me-dot').className = `dot ${status.state}`;
+  const { status } = await gql<{ status: LiveStatus }>('query ($id: ID!) { status(id: $id) { userId state online lastSeen statusText idle } }', { id: me!.id });
+  $('me-dot').className = `dot ${status.state}${status.idle ? ' idle' : ''}`;
   $('me-detail').textContent = describe(status);
 }
 
@@ -99,7 +102,8 @@ function renderFollowing(): void {
       const item = document.createElement('li');
       item.dataset.testid = `following-${person.name}`;
       item.dataset.state = status?.state ?? 'UNKNOWN';
-      item.innerHTML = `<span class="dot ${status?.state ?? ''}"></span><span class="name"></span><span class="detail"></span>`;
+      item.dataset.idle = String(status?.idle ?? false);
+      item.innerHTML = `<span class="dot ${status?.state ?? ''}${status?.idle ? ' idle' : ''}"></span><span class="name"></span><span class="detail"></span>`;
       item.querySelector('.name')!.textContent = person.name;
       item.querySelector('.detail')!.textContent = status ? describe(status) : '…';
       return item;
@@ -144,7 +148,7 @@ function describe(status: LiveStatus): string {
     case 'ONLINE':
       return `online${text}`;
     case 'AWAY':
-      return `away${text}`;
+      return status.idle ? `away (idle)${text}` : `away${text}`;
     case 'BUSY':
       return `busy${text}`;
     case 'OFFLINE':
