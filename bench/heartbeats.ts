@@ -426,13 +426,15 @@ function instanceCpuMs(pid: number | undefined): number | null {
   return total;
 }
 
-// Private: PULSE_WORKERS as the bench reads it (a whole number, or auto), with a
-// clear error for anything else rather than a run of NaN workers.
+// Private: PULSE_WORKERS as the bench reads it (a whole number, or auto). Read
+// before anything starts, so anything else ends the bench at once with one line
+// rather than a run of NaN workers.
 function clusterSize(value: string | undefined): number {
   if (value === undefined || value.trim() === '') return 1;
   if (value.trim().toLowerCase() === 'auto') return os.availableParallelism();
-  if (!/^\d+$/.test(value.trim()) || Number(value) < 1) throw new Error(`PULSE_WORKERS: expected a whole number of workers (1 or more) or auto, got ${JSON.stringify(value)}`);
-  return Number(value);
+  if (/^\d+$/.test(value.trim()) && Number(value) >= 1) return Number(value);
+  process.stderr.write(`bench failed: PULSE_WORKERS: expected a whole number of workers (1 or more) or auto, got ${JSON.stringify(value)}\n`);
+  process.exit(1);
 }
 
 // Private: per scenario and worker count, the round with the median throughput
