@@ -11,6 +11,7 @@
  *   npm run bench                                   # embedded PostgreSQL
  *   DATABASE_URL=postgres://root@127.0.0.1:5432/test npm run bench
  *   npm run build && BENCH_SERVER=dist npm run bench # the production build
+ *   BENCH_SERVER=dist PULSE_WORKERS=2 npm run bench  # 1 worker and 2, side by side
  *
  * Heartbeat scenarios run at BENCH_CONNECTIONS (400: saturation), status reads at
  * BENCH_READ_CONNECTIONS (50). Anchors (bench/anchor-servers.ts: bare node:http,
@@ -25,16 +26,28 @@
  * (BENCH_RATES, default 1000,2000,4000,8000 per second, BENCH_RATE_SECONDS each)
  * from BENCH_USERS users against one server, with SQL statements per second.
  *
+ * PULSE_WORKERS=N (N > 1, or auto for one per core) runs every Pulse scenario
+ * (not the anchors, not the TTL comparator) twice in each round, alternating: with
+ * one worker (one process, no primary) and with N (a primary and N workers on one
+ * port), 1 first in odd rounds and N first in even ones, so drift in the machine's
+ * load falls on both. The usual report is the single-worker one; a second part
+ * gives the instance's figures with 1 and N workers (req/s, p99, server CPU per
+ * request over the primary and every worker, statements per heartbeat) and each
+ * worker's share of the requests (pulse_worker_requests_total) with its CPU per
+ * request. The open loop runs one worker either way.
+ *
  * Settings (environment): BENCH_SECONDS (10 per scenario), BENCH_CONNECTIONS,
  * BENCH_READ_CONNECTIONS, BENCH_ROUNDS, BENCH_USERS (100000), BENCH_ONLY
  * (scenario numbers, e.g. 3,4), BENCH_RATES (`off` skips the open loop),
  * BENCH_DATABASE=off to skip the raw database part (which bench/database.ts
  * documents; `npm run bench:db` runs it alone).
  * Pulse's own settings (HEARTBEAT_BATCH_WINDOW_MS, ...) pass through to the
- * servers it starts. Writes bench/results/bench-<time>.md and .json. Stops by itself.
+ * servers it starts, except PULSE_WORKERS, which the bench sets per run.
+ * Writes bench/results/bench-<time>.md and .json. Stops by itself.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { databaseBenchMarkdown, runDatabaseBench } from './database';
@@ -50,6 +63,8 @@ const USERS = Number(process.env.BENCH_USERS ?? 100_000);
 const RATES = process.env.BENCH_RATES === 'off' ? [] : (process.env.BENCH_RATES ?? '1000,2000,4000,8000').split(',').map(Number);
 const RATE_SECONDS = Number(process.env.BENCH_RATE_SECONDS ?? 10);
 const WARMUP_SECONDS = 2;
+// The cluster size each Pulse scenario is also run with; 1: none.
+const WORKERS = clusterSize(process.env.PULSE_WORKERS);
 const SECRET = 'bench-secret-that-is-at-least-32-characters';
 
 interface Scenario {
@@ -68,6 +83,8 @@ interface Scenario {
 
 interface Measured {
   scenario: string;
+  /** PULSE_WORKERS of the server measured (1: one process, no primary). */
+  workers: number;
   kind: LoadKind;
   connections: number;
   load: LoadResult;
@@ -79,7 +96,19 @@ interface Measured {
   statements: number;
   /** Statements per heartbeat (heartbeat scenarios) or per request (reads). */
   statementsPerUnit: number | null;
+  /** With workers > 1: each worker's part of the measured run, then the primary's. */
+  perWorker: WorkerPart[];
   skippedReason?: string;
+}
+
+/** One process of a cluster during a measured run. */
+interface WorkerPart {
+  /** The `worker` label of its metrics: the slot (1..N), or `primary`. */
+  worker: string;
+  /** Requests it answered (pulse_worker_requests_total; 0 for the primary, which serves none). */
+  requests: number;
+  /** Its CPU time in ms (pulse_process_process_cpu_seconds_total), null when not exported. */
+  cpuMs: number | null;
 }
 
 /** Where Redis for the TTL comparator is: REDIS_URL, or a redis-server of the bench's own. */
@@ -115,6 +144,7 @@ interface OpenLoopStep {
 async function main(): Promise<void> {
   const started = Date.now();
   log(`Pulse benchmark: ${scenarios.length} scenarios x ${ROUNDS} rounds x ${SECONDS} s, heartbeats at ${CONNECTIONS} connections, reads at ${READ_CONNECTIONS}, ${USERS} users`);
+  if (WORKERS > 1) log(`each Pulse scenario with PULSE_WORKERS=1 and PULSE_WORKERS=${WORKERS}, alternating`);
   log(`load average before: ${loadAverage()}`);
   const database = await benchDatabase('pulse_bench');
   log(`database: ${database.label}`);
@@ -136,18 +166,25 @@ async function main(): Promise<void> {
         const reason = scenario.skip?.();
         if (reason) {
           if (round === 1) log(`\n${scenario.name}: skipped (${reason})`);
-          results.push({ scenario: scenario.name, kind: scenario.kind, skippedReason: reason } as Measured);
+          results.push({ scenario: scenario.name, workers: 1, kind: scenario.kind, skippedReason: reason } as Measured);
           continue;
         }
-        log(`\nround ${round}: ${scenario.name}`);
-        const measured = await runScenario(scenario, database.url, cursors);
-        results.push(measured);
-        log(
-          `  ${measured.load.requestsPerSecond.toFixed(0)} req/s, p50 ${measured.load.p50Ms} ms, p99 ${measured.load.p99Ms} ms, ` +
-            `${measured.load.non2xx} non-2xx, ${measured.load.errors} errors` +
-            (measured.cpuMsPerRequest !== null ? `, ${measured.cpuMsPerRequest.toFixed(3)} ms server CPU per request` : '') +
-            (measured.statementsPerUnit !== null ? `, ${measured.statementsPerUnit.toFixed(4)} statements per ${measured.kind.includes('statuses') ? 'request' : 'heartbeat'}` : ''),
-        );
+        // Pulse itself in both shapes; the anchors and the TTL comparator
+        // (servers of their own, no cluster) once.
+        const sizes = WORKERS > 1 && !scenario.script ? (round % 2 === 1 ? [1, WORKERS] : [WORKERS, 1]) : [1];
+        for (const workers of sizes) {
+          log(`\nround ${round}: ${scenario.name}${WORKERS > 1 && !scenario.script ? `, PULSE_WORKERS=${workers}` : ''}`);
+          const measured = await runScenario(scenario, database.url, cursors, workers);
+          results.push(measured);
+          const shares = measured.perWorker.filter((w) => w.worker !== 'primary').map((w) => w.requests);
+          log(
+            `  ${measured.load.requestsPerSecond.toFixed(0)} req/s, p50 ${measured.load.p50Ms} ms, p99 ${measured.load.p99Ms} ms, ` +
+              `${measured.load.non2xx} non-2xx, ${measured.load.errors} errors` +
+              (measured.cpuMsPerRequest !== null ? `, ${measured.cpuMsPerRequest.toFixed(3)} ms server CPU per request` : '') +
+              (measured.statementsPerUnit !== null ? `, ${measured.statementsPerUnit.toFixed(4)} statements per ${measured.kind.includes('statuses') ? 'request' : 'heartbeat'}` : '') +
+              (shares.length > 0 ? `, requests per worker ${shares.join(' / ')}` : ''),
+          );
+        }
       }
       rounds.push(results);
     }
@@ -174,7 +211,7 @@ async function main(): Promise<void> {
   fs.writeFileSync(path.join(dir, `bench-${stamp}.md`), report);
   fs.writeFileSync(
     path.join(dir, `bench-${stamp}.json`),
-    JSON.stringify({ database: database.label, machine: machineLabel(), seconds: SECONDS, connections: CONNECTIONS, readConnections: READ_CONNECTIONS, users: USERS, rounds, results, openLoop }, null, 2),
+    JSON.stringify({ database: database.label, machine: machineLabel(), seconds: SECONDS, connections: CONNECTIONS, readConnections: READ_CONNECTIONS, users: USERS, workers: WORKERS, rounds, results, openLoop }, null, 2),
   );
   log(`\n${report}\nwritten to bench/results/bench-${stamp}.md and .json`);
 }
@@ -197,7 +234,7 @@ function startRedis(): void {
 async function prefill(url: string): Promise<void> {
   const port = await freePort();
   // The first start applies the migrations.
-  const server = await startServer({ DATABASE_URL: url, JWT_SECRET: SECRET }, port);
+  const server = await startServer({ DATABASE_URL: url, JWT_SECRET: SECRET, PULSE_WORKERS: '1' }, port);
   await stopServer(server);
   const client = new pg.Client({ connectionString: url });
   await client.connect();
@@ -210,9 +247,16 @@ async function prefill(url: string): Promise<void> {
   await client.end();
 }
 
-async function runScenario(scenario: Scenario, url: string, cursors: { measured: number; warmup: number }): Promise<Measured> {
+async function runScenario(scenario: Scenario, url: string, cursors: { measured: number; warmup: number }, workers: number): Promise<Measured> {
   const port = await freePort();
-  const env = { DATABASE_URL: url, JWT_SECRET: SECRET, DB_POOL_MAX: '10', ...(scenario.script === 'bench/ttl-store-server.ts' ? { REDIS_URL: redis.url! } : {}), ...scenario.env };
+  const env = {
+    DATABASE_URL: url,
+    JWT_SECRET: SECRET,
+    DB_POOL_MAX: '10',
+    ...(scenario.script === 'bench/ttl-store-server.ts' ? { REDIS_URL: redis.url! } : {}),
+    ...scenario.env,
+    PULSE_WORKERS: String(workers),
+  };
   const server = await startServer(env, port, scenario.script, { args: scenario.args, anyAnswerIsReady: scenario.anchor });
   try {
     const reads = scenario.kind.includes('statuses');
@@ -232,9 +276,9 @@ async function runScenario(scenario: Scenario, url: string, cursors: { measured:
     // measured heartbeats find rows last written long enough ago to be written.
     const warmup = await runLoad(spec(WARMUP_SECONDS, 'warmup'));
     const before = scenario.anchor ? null : await counters(port);
-    const cpuBefore = processCpuMs(server.pid);
+    const cpuBefore = instanceCpuMs(server.pid);
     const load = await runLoad(spec(SECONDS, 'measured'));
-    const cpuAfter = processCpuMs(server.pid);
+    const cpuAfter = instanceCpuMs(server.pid);
     const after = scenario.anchor ? null : await counters(port);
     if (!reads) {
       cursors.warmup = (cursors.warmup + warmup.requests) % (USERS / 2);
@@ -245,6 +289,7 @@ async function runScenario(scenario: Scenario, url: string, cursors: { measured:
     const units = reads ? load.requests : heartbeats;
     return {
       scenario: scenario.name,
+      workers,
       kind: scenario.kind,
       connections,
       load,
@@ -254,6 +299,7 @@ async function runScenario(scenario: Scenario, url: string, cursors: { measured:
       skipped: before && after ? after.skipped - before.skipped : 0,
       statements,
       statementsPerUnit: scenario.anchor || scenario.kind === 'graphql-noop' || units === 0 ? null : statements / units,
+      perWorker: workers > 1 && before && after ? workerParts(before, after) : [],
     };
   } finally {
     await stopServer(server);
@@ -264,7 +310,7 @@ async function runScenario(scenario: Scenario, url: string, cursors: { measured:
 // the server per step.
 async function runOpenLoop(url: string, cursors: { measured: number }): Promise<OpenLoopStep[]> {
   const port = await freePort();
-  const server = await startServer({ DATABASE_URL: url, JWT_SECRET: SECRET, DB_POOL_MAX: '10' }, port);
+  const server = await startServer({ DATABASE_URL: url, JWT_SECRET: SECRET, DB_POOL_MAX: '10', PULSE_WORKERS: '1' }, port);
   const steps: OpenLoopStep[] = [];
   try {
     // Warm-up at the lowest rate, on the users the steps reach last.
@@ -330,15 +376,75 @@ async function counters(port: number) {
     accepted: value(/^pulse_heartbeats_total\{outcome="accepted"\} (\S+)$/m),
     written: value(/^pulse_heartbeats_total\{outcome="written"\} (\S+)$/m),
     skipped: value(/^pulse_heartbeats_total\{outcome="skipped"\} (\S+)$/m),
+    // Only an instance with workers exports these, one series per worker label.
+    requestsByWorker: byWorker(text, 'pulse_worker_requests_total'),
+    cpuSecondsByWorker: byWorker(text, 'pulse_process_process_cpu_seconds_total'),
   };
 }
 
-// Private: per scenario, the round with the median throughput (its other
-// figures come with it, so a row is one real measurement).
+// Private: `name{worker="..."} value` series of a Prometheus text, by worker label.
+function byWorker(text: string, name: string): Map<string, number> {
+  return new Map([...text.matchAll(new RegExp(`^${name}\\{worker="([^"]+)"\\} (\\S+)$`, 'gm'))].map((m) => [m[1]!, Number(m[2])]));
+}
+
+// Private: each worker's requests and CPU between two readings of an instance's
+// counters, workers in slot order, then the primary.
+function workerParts(before: Awaited<ReturnType<typeof counters>>, after: Awaited<ReturnType<typeof counters>>): WorkerPart[] {
+  const labels = [...new Set([...after.requestsByWorker.keys(), ...after.cpuSecondsByWorker.keys()])];
+  const order = (label: string) => (label === 'primary' ? Number.MAX_SAFE_INTEGER : Number(label));
+  return labels
+    .sort((a, b) => order(a) - order(b))
+    .map((worker) => {
+      const cpuAfter = after.cpuSecondsByWorker.get(worker);
+      const cpuBefore = before.cpuSecondsByWorker.get(worker);
+      return {
+        worker,
+        requests: (after.requestsByWorker.get(worker) ?? 0) - (before.requestsByWorker.get(worker) ?? 0),
+        // A worker replaced during the run has a new counter: no figure for it.
+        cpuMs: cpuAfter !== undefined && cpuBefore !== undefined && cpuAfter >= cpuBefore ? (cpuAfter - cpuBefore) * 1000 : null,
+      };
+    });
+}
+
+// Private: the CPU time of a server and its direct children (the workers a
+// primary forked), so an instance of N workers is measured whole, as one
+// process is; null where /proc is missing.
+function instanceCpuMs(pid: number | undefined): number | null {
+  const own = processCpuMs(pid);
+  if (own === null) return null;
+  let total = own;
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      // Field 4 of /proc/<pid>/stat, the first after the command's closing parenthesis and the state.
+      const parent = Number(fs.readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]);
+      if (parent === pid) total += processCpuMs(Number(entry)) ?? 0;
+    } catch {
+      /* the process ended meanwhile */
+    }
+  }
+  return total;
+}
+
+// Private: PULSE_WORKERS as the bench reads it (a whole number, or auto). Read
+// before anything starts, so anything else ends the bench at once with one line
+// rather than a run of NaN workers.
+function clusterSize(value: string | undefined): number {
+  if (value === undefined || value.trim() === '') return 1;
+  if (value.trim().toLowerCase() === 'auto') return os.availableParallelism();
+  if (/^\d+$/.test(value.trim()) && Number(value) >= 1) return Number(value);
+  process.stderr.write(`bench failed: PULSE_WORKERS: expected a whole number of workers (1 or more) or auto, got ${JSON.stringify(value)}\n`);
+  process.exit(1);
+}
+
+// Private: per scenario and worker count, the round with the median throughput
+// (its other figures come with it, so a row is one real measurement).
 function medians(rounds: Measured[][]): Measured[] {
-  return rounds[0]!.map((first, i) => {
+  return rounds[0]!.map((first) => {
     if (first.skippedReason) return first;
-    const all = rounds.map((round) => round[i]!).sort((a, b) => a.load.requestsPerSecond - b.load.requestsPerSecond);
+    const all = rounds
+      .map((round) => round.find((m) => m.scenario === first.scenario && m.workers === first.workers)!)
+      .sort((a, b) => a.load.requestsPerSecond - b.load.requestsPerSecond);
     return all[Math.floor((all.length - 1) / 2)]!;
   });
 }
@@ -347,7 +453,9 @@ function loadAverage(): string {
   return fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 }
 
-function render(results: Measured[], openLoop: OpenLoopStep[], databaseLabel: string, elapsedSeconds: number, loadAfter: string): string {
+function render(all: Measured[], openLoop: OpenLoopStep[], databaseLabel: string, elapsedSeconds: number, loadAfter: string): string {
+  // The usual report is the single-worker one; cluster runs have a part of their own.
+  const results = all.filter((r) => r.workers === 1);
   const byNumber = (n: number) => results.find((r) => r.scenario.startsWith(`${n}.`) && !r.skippedReason);
   const rps = (n: number) => byNumber(n)?.load.requestsPerSecond;
   const ratio = (a?: number, b?: number) => (a !== undefined && b !== undefined && b > 0 ? (a / b).toFixed(2) : 'n/a');
@@ -391,7 +499,56 @@ function render(results: Measured[], openLoop: OpenLoopStep[], databaseLabel: st
       '',
     );
   }
+  lines.push(...renderWorkers(all));
   return lines.join('\n');
+}
+
+// Private: with PULSE_WORKERS > 1, each Pulse scenario's instance with N
+// workers beside its single process, then what each worker did.
+function renderWorkers(all: Measured[]): string[] {
+  const clustered = all.filter((r) => !r.skippedReason && r.workers > 1);
+  if (clustered.length === 0) return [];
+  const n = clustered[0]!.workers;
+  const single = (c: Measured) => all.find((r) => r.scenario === c.scenario && r.workers === 1 && !r.skippedReason);
+  const perUnit = (r: Measured) => (r.statementsPerUnit === null ? '' : r.statementsPerUnit.toFixed(4));
+  const instanceRow = (r: Measured, ratio: string) =>
+    `| ${r.scenario} | ${r.workers} | ${r.load.requestsPerSecond.toFixed(0)} | ${ratio} | ${r.load.p50Ms} | ${r.load.p99Ms} | ${r.load.non2xx} | ${r.load.errors} | ${r.cpuMsPerRequest?.toFixed(3) ?? 'n/a'} | ${perUnit(r)} |`;
+  const workerRows = (c: Measured) => {
+    const total = c.perWorker.reduce((sum, w) => sum + w.requests, 0);
+    return c.perWorker.map((w) => {
+      if (w.worker === 'primary') {
+        // The primary answers no requests: its CPU is given per request of the instance.
+        const perRequest = w.cpuMs !== null && c.load.requests > 0 ? (w.cpuMs / c.load.requests).toFixed(3) : 'n/a';
+        return `| ${c.scenario} | primary | | | | ${perRequest} (per instance request) |`;
+      }
+      const share = total > 0 ? w.requests / total : 0;
+      const perRequest = w.cpuMs !== null && w.requests > 0 ? (w.cpuMs / w.requests).toFixed(3) : 'n/a';
+      return `| ${c.scenario} | worker ${w.worker} | ${w.requests} | ${(100 * share).toFixed(0)}% | ${(c.load.requestsPerSecond * share).toFixed(0)} | ${perRequest} |`;
+    });
+  };
+  return [
+    `## PULSE_WORKERS=${n} beside 1, same rounds`,
+    '',
+    `Each Pulse scenario ran with 1 worker (one process, no primary) and with ${n} (a primary and ${n} workers on one port, DB_POOL_MAX=10 each), ` +
+      `alternating in every round; each row is the round with the median req/s for its worker count. Server CPU is the whole instance's ` +
+      `(the primary and every worker, from /proc); statements are counted by the instance's /metrics.`,
+    '',
+    '| scenario | workers | req/s (instance) | N / 1 | p50 ms | p99 ms | non-2xx | errors | server CPU ms per request | SQL statements per heartbeat (per request for reads) |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    ...clustered.flatMap((c) => {
+      const one = single(c);
+      const ratio = one && one.load.requestsPerSecond > 0 ? (c.load.requestsPerSecond / one.load.requestsPerSecond).toFixed(2) : 'n/a';
+      return [...(one ? [instanceRow(one, '')] : []), instanceRow(c, ratio)];
+    }),
+    '',
+    `Per worker, same runs: requests each answered (pulse_worker_requests_total), its share, its part of the instance's req/s, ` +
+      `and its own CPU per request it answered (pulse_process_process_cpu_seconds_total).`,
+    '',
+    '| scenario | process | requests | share | req/s | CPU ms per request |',
+    '|---|---|---:|---:|---:|---:|',
+    ...clustered.flatMap(workerRows),
+    '',
+  ];
 }
 
 main().catch((error: unknown) => {
