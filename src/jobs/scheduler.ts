@@ -37,6 +37,7 @@ export function startScheduler(options: {
         const retention = options.retention;
         const tick = () => {
           // A run still going when the next tick comes is left alone, not doubled.
+          // (node-cron's own noOverlap cannot see it: the tick returns before the run ends.)
           if (running) return;
           running = (async () => {
             try {
@@ -59,7 +60,7 @@ export function startScheduler(options: {
           })();
         };
         logger.info(`retention: scheduled "${retention.cron}", deleting rows older than ${retention.retentionSeconds} s`);
-        return cron.schedule(retention.cron, tick, { name: 'pulse-retention', noOverlap: true });
+        return cron.schedule(retention.cron, tick, { name: 'pulse-retention' });
       })()
     : null;
 
