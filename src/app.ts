@@ -11,6 +11,7 @@ import { createTokenIssuer, type TokenIssuer } from './auth/tokens';
 import type { Config } from './config';
 import { connectDatabase, type DatabaseConnection } from './db/connect';
 import type { Database } from './db/database';
+import { findDistribution } from './db/distribute';
 import { migrateToLatest } from './db/migrator';
 import { ReadReplicas } from './db/read-replicas';
 import { checkReadiness } from './db/readiness';
@@ -94,6 +95,21 @@ async function startOnDatabase(
 ): Promise<Pulse> {
   const { db } = connection;
   await waitForDatabase(db, connection.description, config.database.startupAttempts, logger);
+  const distribution = await findDistribution(db);
+  if (distribution.citus) {
+    logger.info(`database: Citus, pulse distributed over ${distribution.workers} worker node(s)`);
+    // A NOTIFY is heard only by listeners on the node that ran it. On the
+    // coordinator every instance's heartbeat statement notifies there (see
+    // recordHeartbeats); instances connected to different nodes would not hear
+    // each other.
+    // (Checked before migrations, which must run on the coordinator too.)
+    if (!distribution.coordinator && !config.events.redisUrl) {
+      throw new StartupError(
+        'DATABASE_URL points at a Citus worker, where live events (LISTEN/NOTIFY) reach only the instances connected to that same node: point DATABASE_URL at the coordinator, or set REDIS_URL.',
+      );
+    }
+  }
+
   if (config.database.migrateOnStart) {
     await migrateToLatest(db, logger);
   } else {
@@ -128,6 +144,7 @@ async function startOnDatabase(
     // PostgreSQL's bus is told by the heartbeat statement itself; another bus
     // is told once the statement has committed.
     notifyChannel: bus.notifyChannel,
+    citus: distribution.citus,
     onCameOnline: bus.notifyChannel ? undefined : (userIds) => presenceChanged(userIds),
   });
   const live = new LivePresence({

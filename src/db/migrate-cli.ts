@@ -1,6 +1,7 @@
 /**
- * `npm run migrate -- latest | up | down | status | sql`: the DBA's view of the
- * schema. `sql` prints what `latest` would run, without running it.
+ * `npm run migrate -- latest | up | down | status | sql | distribute`: the DBA's
+ * view of the schema. `sql` prints what `latest` would run, without running it;
+ * `distribute` spreads the migrated tables over a Citus cluster (distribute.ts).
  *
  * Uses DATABASE_URL, or the embedded PostgreSQL in the data folder like `npm
  * start` does. Exits non-zero, with the error, when a migration fails.
@@ -8,10 +9,11 @@
 import { ConfigError, loadConfig } from '../config';
 import { createLogger } from '../logger';
 import { connectDatabase } from './connect';
+import { DistributeError, distributeTables } from './distribute';
 import { createMigrator, migrationSql } from './migrator';
 import type { MigrationResultSet } from 'kysely';
 
-const COMMANDS = ['latest', 'up', 'down', 'status', 'sql'] as const;
+const COMMANDS = ['latest', 'up', 'down', 'status', 'sql', 'distribute'] as const;
 type Command = (typeof COMMANDS)[number];
 
 async function main(argv: string[]): Promise<number> {
@@ -51,6 +53,19 @@ async function main(argv: string[]): Promise<number> {
         process.stdout.write(`-- ${migration.name}\n${(await migrationSql(migration.migration)).join(';\n\n')};\n\n`);
       }
       return 0;
+    }
+    if (command === 'distribute') {
+      const pending = (await migrator.getMigrations()).filter((m) => !m.executedAt).map((m) => m.name);
+      try {
+        const report = await distributeTables(connection.db, pending);
+        process.stdout.write(`Citus ${report.citusVersion}, ${report.workers} worker node(s)\n`);
+        for (const step of report.steps) process.stdout.write(`${step}\n`);
+        return 0;
+      } catch (error) {
+        if (!(error instanceof DistributeError)) throw error;
+        process.stderr.write(`distribute: ${error.message}\n`);
+        return 1;
+      }
     }
     const result =
       command === 'latest' ? await migrator.migrateToLatest() : command === 'up' ? await migrator.migrateUp() : await migrator.migrateDown();

@@ -41,6 +41,8 @@ export interface PresenceServiceOptions {
   onCameOnline?: (userIds: UserId[]) => void;
   /** A LISTEN/NOTIFY channel the heartbeat statement itself notifies of users who came online. */
   notifyChannel?: string | null;
+  /** pulse is distributed by Citus: heartbeats are written in the form Citus writes cheaply. */
+  citus?: boolean;
 }
 
 export class PresenceService {
@@ -53,6 +55,7 @@ export class PresenceService {
   readonly #batcher: HeartbeatBatcher<UserStatus> | null;
   readonly #onCameOnline: ((userIds: UserId[]) => void) | undefined;
   readonly #notifyChannel: string | null;
+  readonly #citus: boolean;
 
   constructor(options: PresenceServiceOptions) {
     this.#db = options.db;
@@ -63,6 +66,7 @@ export class PresenceService {
     this.#rateLimit = new HeartbeatRateLimit(options.heartbeatMinIntervalMs ?? 0);
     this.#onCameOnline = options.onCameOnline;
     this.#notifyChannel = options.notifyChannel ?? null;
+    this.#citus = options.citus ?? false;
     this.#batcher = options.batching
       ? new HeartbeatBatcher({ ...options.batching, write: (ids) => this.#write(ids) })
       : null;
@@ -106,6 +110,7 @@ export class PresenceService {
         this.#thresholdSeconds,
         this.#minWriteGapSeconds,
         this.#notifyChannel,
+        this.#citus,
       );
     } catch (error) {
       this.#metrics?.heartbeats.inc({ outcome: 'failed' }, userIds.length);

@@ -54,36 +54,52 @@ export async function recordHeartbeats(
   thresholdSeconds: number,
   minWriteGapSeconds: number,
   notifyChannel: string | null = null,
+  citus = false,
 ): Promise<HeartbeatRow[]> {
   if (userIds.length === 0) return [];
+  // The heartbeat rows, in lock order. On PostgreSQL, one array parameter: the
+  // statement text is the same for every batch and cheap to plan. On Citus
+  // (`citus`: pulse is distributed), a VALUES list instead: Citus splits it by
+  // shard and writes over one connection per worker, where INSERT ... SELECT
+  // FROM unnest goes through the coordinator with a COPY, a new connection and a
+  // two-phase commit per shard touched (docs/scale-out.md has the figures).
+  const heartbeatRows = citus
+    ? sql`values ${sql.join(userIds.map((id) => sql`(${id}::bigint, now())`))}`
+    : sql`select user_id, now() from unnest(${sql.val(userIds)}::bigint[]) with ordinality as t(user_id, position)
+      order by position`;
   const threshold = sql`make_interval(secs => ${thresholdSeconds})`;
   // With a channel, the statement also NOTIFYs the users it brought online, 300
   // ids per message (a NOTIFY payload must stay under 8000 bytes). NOTIFY is
   // delivered at commit, so listeners never hear of a write that rolled back.
+  // The `::text` is for Citus, which keeps every CTE's rows as an intermediate
+  // result and refuses a `void` column in one; pg_notify then runs on the
+  // coordinator (the CTE reads only intermediate results), whose listeners hear it.
   const notify = notifyChannel
     ? sql`, came_online as (
         select h.user_id, row_number() over (order by h.user_id) as n
         from heartbeat h left join before b on b.user_id = h.user_id
         where b.last_hb is null or b.last_hb < now() - ${threshold}
       ), notified as (
-        select pg_notify(${notifyChannel}, string_agg(user_id::text, ',')) from came_online group by (n - 1) / 300
+        select pg_notify(${notifyChannel}, string_agg(user_id::text, ','))::text from came_online group by (n - 1) / 300
       )`
     : sql``;
   const notifications = notifyChannel ? sql`, (select count(*) from notified) as notifications` : sql``;
-  // `before` reads the table as it was when the statement started (every part
-  // of one statement shares its snapshot): the previous heartbeat of a written
-  // row, and the current one of a skipped row, which the upsert left alone. It
-  // tells who came online with this heartbeat, with no second statement.
+  // `before` reads the table as it was before the write: the previous heartbeat
+  // of a written row, and the current one of a skipped row, which the upsert
+  // left alone. It tells who came online with this heartbeat, with no second
+  // statement. On PostgreSQL every part of one statement shares its snapshot, so
+  // the order of the CTEs does not matter; Citus runs materialised CTEs one after
+  // the other, in the order written, so `before` comes first and is MATERIALIZED
+  // (inlined into the final SELECT, it would run after the write and read it).
   const { rows } = await sql<HeartbeatRow>`
-    with heartbeat as (
+    with before as materialized (
+      select user_id, last_hb from pulse where user_id = any(${sql.val(userIds)}::bigint[])
+    ), heartbeat as (
       insert into pulse (user_id, last_hb)
-      select user_id, now() from unnest(${sql.val(userIds)}::bigint[]) with ordinality as t(user_id, position)
-      order by position
+      ${heartbeatRows}
       on conflict (user_id) do update set last_hb = excluded.last_hb
       where excluded.last_hb - pulse.last_hb >= make_interval(secs => ${minWriteGapSeconds})
       returning user_id, last_hb
-    ), before as (
-      select user_id, last_hb from pulse where user_id = any(${sql.val(userIds)}::bigint[])
     )${notify}
     select coalesce(h.user_id, b.user_id)::text as user_id,
            coalesce(h.last_hb, b.last_hb) as last_hb,

@@ -60,7 +60,8 @@ export function statusRowsQuery(userIds: readonly UserId[], viewer: UserId | nul
   // are named again in each join (`= any(...)`) so that each table is read by
   // index for exactly those ids: without it, the planner may merge-join a whole
   // primary-key index for a large batch, a cost that grows with the table
-  // (docs/users.md shows both plans).
+  // (docs/users.md shows both plans). On Citus it also keeps each table's part
+  // of the read to the shards of those ids (docs/scale-out.md).
   return sql<StatusRow>`
     select target.user_id::text as user_id,
            pulse.last_hb,
@@ -78,7 +79,9 @@ export function statusRowsQuery(userIds: readonly UserId[], viewer: UserId | nul
         on pulse.user_id = target.user_id and pulse.user_id = any(${userIds}::bigint[])
       left join presence_settings as settings
         on settings.user_id = target.user_id and settings.user_id = any(${userIds}::bigint[])
-      left join follows on follows.follower_id = target.user_id and follows.followee_id = ${viewer}::bigint
+      left join follows
+        on follows.follower_id = target.user_id and follows.follower_id = any(${userIds}::bigint[])
+       and follows.followee_id = ${viewer}::bigint
   `;
 }
 

@@ -26,13 +26,15 @@ export interface ManualStatusChange {
  * others would see "last seen" move and learn the user is active.
  */
 export async function upsertManualStatus(db: Database, userId: UserId, change: ManualStatusChange): Promise<void> {
+  // Shaped for Citus as well: INSERT ... SELECT rather than a subquery in VALUES
+  // (which Citus refuses), and now() only in the inserted row, read back as
+  // `excluded.updated_at` (Citus refuses non-immutable functions in DO UPDATE).
   await sql`
-    insert into presence_settings as settings (user_id, manual_status, status_text, expires_at, invisible_last_seen)
-    values (
-      ${userId}::bigint, ${change.status}, ${change.text}, ${change.expiresAt},
-      case when ${change.status} = 'INVISIBLE'
-           then (select last_hb from pulse where pulse.user_id = ${userId}::bigint) end
-    )
+    insert into presence_settings as settings (user_id, manual_status, status_text, expires_at, invisible_last_seen, updated_at)
+    select ${userId}::bigint, ${change.status}, ${change.text}, ${change.expiresAt}::timestamptz,
+           case when ${change.status} = 'INVISIBLE'
+                then (select last_hb from pulse where pulse.user_id = ${userId}::bigint) end,
+           now()
     on conflict (user_id) do update set
       manual_status = excluded.manual_status,
       status_text = excluded.status_text,
@@ -40,10 +42,10 @@ export async function upsertManualStatus(db: Database, userId: UserId, change: M
       invisible_last_seen = case
         when excluded.manual_status = 'INVISIBLE'
          and settings.manual_status = 'INVISIBLE'
-         and (settings.expires_at is null or settings.expires_at > now())
+         and (settings.expires_at is null or settings.expires_at > excluded.updated_at)
         then settings.invisible_last_seen
         else excluded.invisible_last_seen end,
-      updated_at = now()
+      updated_at = excluded.updated_at
   `.execute(db);
 }
 
@@ -61,13 +63,14 @@ export async function upsertPrivacy(
   userId: UserId,
   change: { visibility: Visibility | null; showLastSeen: boolean | null },
 ): Promise<PrivacyRow> {
+  // now() only in the inserted row, for Citus (see upsertManualStatus).
   const { rows } = await sql<PrivacyRow>`
-    insert into presence_settings as settings (user_id, visibility, show_last_seen)
-    values (${userId}::bigint, coalesce(${change.visibility}, 'EVERYONE'), coalesce(${change.showLastSeen}::boolean, true))
+    insert into presence_settings as settings (user_id, visibility, show_last_seen, updated_at)
+    values (${userId}::bigint, coalesce(${change.visibility}, 'EVERYONE'), coalesce(${change.showLastSeen}::boolean, true), now())
     on conflict (user_id) do update set
       visibility = coalesce(${change.visibility}, settings.visibility),
       show_last_seen = coalesce(${change.showLastSeen}::boolean, settings.show_last_seen),
-      updated_at = now()
+      updated_at = excluded.updated_at
     returning visibility, show_last_seen
   `.execute(db);
   return rows[0]!;

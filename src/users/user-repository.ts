@@ -17,17 +17,34 @@ export interface UserRow {
 
 /**
  * Inserts a user named `name`; returns the new row, or undefined when the name is
- * taken (case-insensitively). A race between two sign-ups with the same name is
- * settled by the unique index: one gets the row, the other undefined.
+ * taken (case-insensitively). Two sign-ups with the same name at once: one gets
+ * the row, the other undefined.
+ *
+ * The name is checked under a transaction-scoped advisory lock on it, not left
+ * to the unique index alone: on Citus, users is sharded by id and an index on the
+ * name cannot be unique across shards (src/db/distribute.ts), so the lock, taken
+ * on the coordinator every sign-up passes through, is what serialises two
+ * sign-ups of one name. On plain PostgreSQL the unique index users_name_key stays
+ * as a second guard. Sign-up is rare; the cost is three more round trips
+ * (begin, the lock, commit).
  */
 export async function insertUser(db: Database, name: string): Promise<UserRow | undefined> {
-  return db
-    .insertInto('users')
-    .values({ name })
-    .onConflict((oc) => oc.doNothing())
-    .returning([sql<string>`id::text`.as('id'), 'name', 'created_at'])
-    .executeTakeFirst();
+  return db.transaction().execute(async (trx) => {
+    await sql`select pg_advisory_xact_lock(${USER_NAME_LOCK}::int, hashtext(lower(${name}) collate "C"))`.execute(trx);
+    // A statement after the lock sees every sign-up that committed before it.
+    const { rows } = await sql<UserRow>`
+      insert into users (name)
+      select ${name}::text
+       where not exists (select 1 from users where lower(name) collate "C" = lower(${name}::text) collate "C")
+      on conflict do nothing
+      returning id::text as id, name, created_at
+    `.execute(trx);
+    return rows[0];
+  });
 }
+
+/** The first key of the advisory locks on user names (the second is the name's hash). */
+const USER_NAME_LOCK = 7_340_001;
 
 /** The users among `ids` that exist, in no particular order. */
 export async function findUsersByIds(db: Database, ids: readonly UserId[]): Promise<UserRow[]> {

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../src/db/embedded-postgres';
 import { redactUrl } from '../../src/db/database';
 import { silentLogger } from '../../src/logger';
+import { probeCitus } from './citus-database';
 import { freePort } from './free-port';
 import { createTemplateDatabase, TEMPLATE_DATABASE_ENV } from './test-database';
 
@@ -20,6 +21,7 @@ declare global {
 }
 
 export default async function globalSetup(): Promise<void> {
+  await decideCitus();
   const external = process.env.TEST_DATABASE_URL || process.env.DATABASE_URL;
   if (external) {
     process.env.PULSE_TEST_ADMIN_URL = external;
@@ -48,4 +50,16 @@ async function makeTemplate(): Promise<void> {
   const template = await createTemplateDatabase();
   globalThis.__pulseTestTemplate = template;
   process.env[TEMPLATE_DATABASE_ENV] = template.name;
+}
+
+// Private: the Citus tests run when TEST_CITUS_URL's cluster answers; otherwise
+// they are skipped, and the reason is said once here and in their title.
+async function decideCitus(): Promise<void> {
+  const skipped = await probeCitus(process.env);
+  if (skipped) {
+    process.env.PULSE_TEST_CITUS_SKIPPED = skipped;
+    process.stdout.write(`\nCitus tests skipped: ${skipped}\n`);
+  } else {
+    process.stdout.write(`\nCitus tests use the coordinator at ${redactUrl(process.env.TEST_CITUS_URL!)}\n`);
+  }
 }
