@@ -3,7 +3,7 @@
  * (from `node --cpu-prof`) by where the code lives, Pulse's own files apart from
  * each dependency, and prints the shares as a markdown table.
  *
- *   NODE_OPTIONS="--cpu-prof --cpu-prof-dir=/tmp/prof" BENCH_ONLY=3 BENCH_DATABASE=off npm run -s bench
+ *   BENCH_SERVER_NODE_OPTIONS="--cpu-prof --cpu-prof-dir=/tmp/prof" BENCH_ONLY=3 BENCH_RATES=off BENCH_DATABASE=off npm run -s bench
  *   node --import tsx bench/cpu-profile-summary.ts /tmp/prof/<the server's file>.cpuprofile
  */
 import fs from 'node:fs';

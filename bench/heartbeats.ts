@@ -10,26 +10,45 @@
  *
  *   npm run bench                                   # embedded PostgreSQL
  *   DATABASE_URL=postgres://root@127.0.0.1:5432/test npm run bench
- *   REDIS_URL=redis://127.0.0.1:6379 npm run bench  # adds the TTL-store comparator
+ *   npm run build && BENCH_SERVER=dist npm run bench # the production build
  *
- * Settings (environment): BENCH_SECONDS (10 per scenario), BENCH_CONNECTIONS (50),
- * BENCH_USERS (200000), BENCH_ONLY (scenario numbers, e.g. 3,4), BENCH_DATABASE=off to skip the raw database part (which
- * bench/database.ts documents; `npm run bench:db` runs it alone). The whole run
- * takes about 10 minutes on 2 cores.
+ * Heartbeat scenarios run at BENCH_CONNECTIONS (400: saturation), status reads at
+ * BENCH_READ_CONNECTIONS (50). Anchors (bench/anchor-servers.ts: bare node:http,
+ * stock Apollo + pg, node:http + pg) and the Redis TTL comparator (on a
+ * redis-server the bench starts on a free port, or REDIS_URL) run in the same
+ * rounds as what they are compared with; BENCH_ROUNDS rounds (2) go through every
+ * scenario in turn and each figure is the median over the rounds. Besides
+ * requests/s, the server's own CPU time per request (from /proc) is reported: on
+ * a shared machine it moves far less than throughput.
+ *
+ * Then the open loop (bench/open-loop.ts): heartbeats at fixed arrival rates
+ * (BENCH_RATES, default 1000,2000,4000,8000 per second, BENCH_RATE_SECONDS each)
+ * from BENCH_USERS users against one server, with SQL statements per second.
+ *
+ * Settings (environment): BENCH_SECONDS (10 per scenario), BENCH_CONNECTIONS,
+ * BENCH_READ_CONNECTIONS, BENCH_ROUNDS, BENCH_USERS (100000), BENCH_ONLY
+ * (scenario numbers, e.g. 3,4), BENCH_RATES (`off` skips the open loop),
+ * BENCH_DATABASE=off to skip the raw database part (which bench/database.ts
+ * documents; `npm run bench:db` runs it alone).
  * Pulse's own settings (HEARTBEAT_BATCH_WINDOW_MS, ...) pass through to the
  * servers it starts. Writes bench/results/bench-<time>.md and .json. Stops by itself.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { databaseBenchMarkdown, runDatabaseBench } from './database';
 import type { LoadKind, LoadResult, LoadSpec } from './load';
-import { benchDatabase, freePort, log, machineLabel, ROOT, startServer, stopServer } from './support';
+import type { OpenLoopResult, OpenLoopSpec } from './open-loop';
+import { benchDatabase, freePort, log, machineLabel, processCpuMs, ROOT, startServer, stopServer } from './support';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
-const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
-const USERS = Number(process.env.BENCH_USERS ?? 200_000);
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 400);
+const READ_CONNECTIONS = Number(process.env.BENCH_READ_CONNECTIONS ?? 50);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
+const USERS = Number(process.env.BENCH_USERS ?? 100_000);
+const RATES = process.env.BENCH_RATES === 'off' ? [] : (process.env.BENCH_RATES ?? '1000,2000,4000,8000').split(',').map(Number);
+const RATE_SECONDS = Number(process.env.BENCH_RATE_SECONDS ?? 10);
 const WARMUP_SECONDS = 2;
 const SECRET = 'bench-secret-that-is-at-least-32-characters';
 
@@ -39,6 +58,10 @@ interface Scenario {
   env: Record<string, string>;
   /** Another server script than src/main.ts. */
   script?: string;
+  /** Arguments for that script. */
+  args?: string[];
+  /** An anchor: not Pulse, so no /metrics and no /readyz of Pulse's. */
+  anchor?: boolean;
   /** Only when this returns a reason is the scenario skipped. */
   skip?: () => string | null;
 }
@@ -46,7 +69,10 @@ interface Scenario {
 interface Measured {
   scenario: string;
   kind: LoadKind;
+  connections: number;
   load: LoadResult;
+  /** Server CPU time per request, in ms (null where /proc is missing). */
+  cpuMsPerRequest: number | null;
   heartbeats: number;
   written: number;
   skipped: number;
@@ -56,28 +82,45 @@ interface Measured {
   skippedReason?: string;
 }
 
+/** Where Redis for the TTL comparator is: REDIS_URL, or a redis-server of the bench's own. */
+const redis: { url: string | null; stop(): void } = { url: process.env.REDIS_URL ?? null, stop: () => {} };
+
 const scenarios: Scenario[] = [
-  { name: '1. API ceiling: GraphQL mutation with no I/O', kind: 'graphql-noop', env: {} },
+  { name: '1. GraphQL mutation with no I/O (`mutation { __typename }`)', kind: 'graphql-noop', env: {} },
   { name: '2. Day-0 heartbeat mutation (HEARTBEAT_BATCHING=off)', kind: 'graphql-heartbeat', env: { HEARTBEAT_BATCHING: 'off' } },
   { name: '3. Group-commit heartbeat mutation', kind: 'graphql-heartbeat', env: {} },
   { name: '4. POST /pulse, group commit', kind: 'rest-pulse', env: {} },
   {
-    name: '5. TTL store: heartbeat mutation writing SET ... EX to Redis',
+    name: '5. Anchor: Pulse with the mutation writing Redis `SET ... EX` (the TTL design)',
     kind: 'graphql-heartbeat',
-    env: { REDIS_URL: process.env.REDIS_URL ?? '' },
+    env: {},
     script: 'bench/ttl-store-server.ts',
-    skip: () => (process.env.REDIS_URL ? null : 'REDIS_URL not set'),
+    skip: () => (redis.url ? null : 'no REDIS_URL and no redis-server on PATH'),
   },
-  { name: '6. statuses, 100 ids per request (GraphQL)', kind: 'graphql-statuses', env: {} },
-  { name: '7. GET /status/profile, 100 ids per request', kind: 'rest-statuses', env: {} },
+  { name: '6. Anchor: bare node:http answering 204', kind: 'rest-pulse', env: {}, script: 'bench/anchor-servers.ts', args: ['http-204'], anchor: true },
+  { name: '7. `statuses`, 100 ids per request (GraphQL)', kind: 'graphql-statuses', env: {} },
+  { name: '8. Anchor: stock Apollo + pg, one `= ANY($1)` select, 100 ids', kind: 'graphql-statuses', env: {}, script: 'bench/anchor-servers.ts', args: ['apollo-pg'], anchor: true },
+  { name: '9. `GET /status/profile`, 100 ids per request', kind: 'rest-statuses', env: {} },
+  { name: '10. Anchor: node:http + pg, the same select, timestamps formatted by PostgreSQL', kind: 'rest-statuses', env: {}, script: 'bench/anchor-servers.ts', args: ['http-pg'], anchor: true },
 ];
+
+interface OpenLoopStep {
+  rate: number;
+  result: OpenLoopResult;
+  statementsPerSecond: number;
+  heartbeatsPerStatement: number | null;
+  cpuMsPerHeartbeat: number | null;
+}
 
 async function main(): Promise<void> {
   const started = Date.now();
-  log(`Pulse heartbeat benchmark: ${scenarios.length} scenarios x ${SECONDS} s at ${CONNECTIONS} connections, ${USERS} users`);
+  log(`Pulse benchmark: ${scenarios.length} scenarios x ${ROUNDS} rounds x ${SECONDS} s, heartbeats at ${CONNECTIONS} connections, reads at ${READ_CONNECTIONS}, ${USERS} users`);
+  log(`load average before: ${loadAverage()}`);
   const database = await benchDatabase('pulse_bench');
   log(`database: ${database.label}`);
-  const results: Measured[] = [];
+  if (!redis.url) startRedis();
+  const rounds: Measured[][] = [];
+  const openLoop: OpenLoopStep[] = [];
   let databaseReport = '';
   // Where each phase's round robin over its users resumes: a user is heartbeated
   // again only after every other user of its half, so never within the
@@ -86,21 +129,31 @@ async function main(): Promise<void> {
   try {
     await prefill(database.url);
     const only = process.env.BENCH_ONLY?.split(',').map((n) => `${n.trim()}.`);
-    for (const scenario of scenarios.filter((s) => !only || only.some((prefix) => s.name.startsWith(prefix)))) {
-      const reason = scenario.skip?.();
-      if (reason) {
-        log(`\n${scenario.name}: skipped (${reason})`);
-        results.push({ scenario: scenario.name, kind: scenario.kind, skippedReason: reason } as Measured);
-        continue;
+    const chosen = scenarios.filter((s) => !only || only.some((prefix) => s.name.startsWith(prefix)));
+    for (let round = 1; round <= ROUNDS; round++) {
+      const results: Measured[] = [];
+      for (const scenario of chosen) {
+        const reason = scenario.skip?.();
+        if (reason) {
+          if (round === 1) log(`\n${scenario.name}: skipped (${reason})`);
+          results.push({ scenario: scenario.name, kind: scenario.kind, skippedReason: reason } as Measured);
+          continue;
+        }
+        log(`\nround ${round}: ${scenario.name}`);
+        const measured = await runScenario(scenario, database.url, cursors);
+        results.push(measured);
+        log(
+          `  ${measured.load.requestsPerSecond.toFixed(0)} req/s, p50 ${measured.load.p50Ms} ms, p99 ${measured.load.p99Ms} ms, ` +
+            `${measured.load.non2xx} non-2xx, ${measured.load.errors} errors` +
+            (measured.cpuMsPerRequest !== null ? `, ${measured.cpuMsPerRequest.toFixed(3)} ms server CPU per request` : '') +
+            (measured.statementsPerUnit !== null ? `, ${measured.statementsPerUnit.toFixed(4)} statements per ${measured.kind.includes('statuses') ? 'request' : 'heartbeat'}` : ''),
+        );
       }
-      log(`\n${scenario.name}`);
-      const measured = await runScenario(scenario, database.url, cursors);
-      results.push(measured);
-      log(
-        `  ${measured.load.requestsPerSecond.toFixed(0)} req/s, p50 ${measured.load.p50Ms} ms, p99 ${measured.load.p99Ms} ms, ` +
-          `${measured.load.non2xx} non-2xx, ${measured.load.errors} errors` +
-          (measured.statementsPerUnit !== null ? `, ${measured.statementsPerUnit.toFixed(4)} statements per ${measured.kind.includes('statuses') ? 'request' : 'heartbeat'}` : ''),
-      );
+      rounds.push(results);
+    }
+    if (RATES.length > 0) {
+      log(`\nOpen loop: ${RATES.join(', ')} heartbeats/s, ${RATE_SECONDS} s each, ${USERS} users`);
+      openLoop.push(...(await runOpenLoop(database.url, cursors)));
     }
     if (process.env.BENCH_DATABASE !== 'off') {
       log('\nThe database alone: raw write ceilings, size per row, growth from 1M to 10M rows');
@@ -108,16 +161,35 @@ async function main(): Promise<void> {
       databaseReport = databaseBenchMarkdown(result);
     }
   } finally {
+    redis.stop();
     await database.stop();
   }
 
-  const report = render(results, database.label, (Date.now() - started) / 1000) + (databaseReport ? `\n${databaseReport}` : '');
+  const results = medians(rounds);
+  const loadAfter = loadAverage();
+  const report = render(results, openLoop, database.label, (Date.now() - started) / 1000, loadAfter) + (databaseReport ? `\n${databaseReport}` : '');
   const stamp = new Date().toISOString().slice(0, 19).replace(/:/g, '');
   const dir = path.join(ROOT, 'bench', 'results');
   fs.mkdirSync(dir, { recursive: true });
   fs.writeFileSync(path.join(dir, `bench-${stamp}.md`), report);
-  fs.writeFileSync(path.join(dir, `bench-${stamp}.json`), JSON.stringify({ database: database.label, machine: machineLabel(), seconds: SECONDS, connections: CONNECTIONS, users: USERS, results }, null, 2));
+  fs.writeFileSync(
+    path.join(dir, `bench-${stamp}.json`),
+    JSON.stringify({ database: database.label, machine: machineLabel(), seconds: SECONDS, connections: CONNECTIONS, readConnections: READ_CONNECTIONS, users: USERS, rounds, results, openLoop }, null, 2),
+  );
   log(`\n${report}\nwritten to bench/results/bench-${stamp}.md and .json`);
+}
+
+// Private: a redis-server of the bench's own on a free port, for the TTL
+// comparator, when one is installed; never the machine's shared Redis.
+function startRedis(): void {
+  if (spawnSync('redis-server', ['--version']).status !== 0) return;
+  const port = 20_000 + Math.floor(Math.random() * 20_000);
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  redis.url = `redis://127.0.0.1:${port}`;
+  redis.stop = () => {
+    child.kill('SIGTERM');
+  };
+  process.once('exit', () => child.kill('SIGTERM'));
 }
 
 // Private: BENCH_USERS rows, so heartbeats update existing rows (HOT updates) the
@@ -140,13 +212,15 @@ async function prefill(url: string): Promise<void> {
 
 async function runScenario(scenario: Scenario, url: string, cursors: { measured: number; warmup: number }): Promise<Measured> {
   const port = await freePort();
-  const server = await startServer({ DATABASE_URL: url, JWT_SECRET: SECRET, DB_POOL_MAX: '10', ...scenario.env }, port, scenario.script);
+  const env = { DATABASE_URL: url, JWT_SECRET: SECRET, DB_POOL_MAX: '10', ...(scenario.script === 'bench/ttl-store-server.ts' ? { REDIS_URL: redis.url! } : {}), ...scenario.env };
+  const server = await startServer(env, port, scenario.script, { args: scenario.args, anyAnswerIsReady: scenario.anchor });
   try {
     const reads = scenario.kind.includes('statuses');
+    const connections = reads ? READ_CONNECTIONS : CONNECTIONS;
     const spec = (seconds: number, phase: 'measured' | 'warmup'): LoadSpec => ({
       port,
       kind: scenario.kind,
-      connections: CONNECTIONS,
+      connections,
       seconds,
       users: reads ? USERS : USERS / 2,
       firstUserId: reads || phase === 'measured' ? 1 : USERS / 2 + 1,
@@ -157,42 +231,92 @@ async function runScenario(scenario: Scenario, url: string, cursors: { measured:
     // Warm-up (JIT, pool connections) on users of the other half, so the
     // measured heartbeats find rows last written long enough ago to be written.
     const warmup = await runLoad(spec(WARMUP_SECONDS, 'warmup'));
-    const before = await counters(port);
+    const before = scenario.anchor ? null : await counters(port);
+    const cpuBefore = processCpuMs(server.pid);
     const load = await runLoad(spec(SECONDS, 'measured'));
-    const after = await counters(port);
+    const cpuAfter = processCpuMs(server.pid);
+    const after = scenario.anchor ? null : await counters(port);
     if (!reads) {
       cursors.warmup = (cursors.warmup + warmup.requests) % (USERS / 2);
       cursors.measured = (cursors.measured + load.requests) % (USERS / 2);
     }
-    const heartbeats = after.accepted - before.accepted;
-    const statements = after.statements - before.statements;
-    const units = scenario.kind.includes('statuses') ? load.requests : heartbeats;
+    const heartbeats = before && after ? after.accepted - before.accepted : 0;
+    const statements = before && after ? after.statements - before.statements : 0;
+    const units = reads ? load.requests : heartbeats;
     return {
       scenario: scenario.name,
       kind: scenario.kind,
+      connections,
       load,
+      cpuMsPerRequest: cpuBefore !== null && cpuAfter !== null && load.requests > 0 ? (cpuAfter - cpuBefore) / load.requests : null,
       heartbeats,
-      written: after.written - before.written,
-      skipped: after.skipped - before.skipped,
+      written: before && after ? after.written - before.written : 0,
+      skipped: before && after ? after.skipped - before.skipped : 0,
       statements,
-      statementsPerUnit: scenario.kind === 'graphql-noop' || units === 0 ? null : statements / units,
+      statementsPerUnit: scenario.anchor || scenario.kind === 'graphql-noop' || units === 0 ? null : statements / units,
     };
   } finally {
     await stopServer(server);
   }
 }
 
+// Private: one Pulse server, the arrival rates in turn, statements counted by
+// the server per step.
+async function runOpenLoop(url: string, cursors: { measured: number }): Promise<OpenLoopStep[]> {
+  const port = await freePort();
+  const server = await startServer({ DATABASE_URL: url, JWT_SECRET: SECRET, DB_POOL_MAX: '10' }, port);
+  const steps: OpenLoopStep[] = [];
+  try {
+    // Warm-up at the lowest rate, on the users the steps reach last.
+    await runOpenLoopStep({ port, rate: RATES[0]!, seconds: 2, users: USERS, firstUserId: 1, startIndex: USERS - RATES[0]! * 2, maxConnections: 1000, jwtSecret: SECRET, path: 'graphql' });
+    for (const rate of RATES) {
+      const before = await counters(port);
+      const cpuBefore = processCpuMs(server.pid);
+      const result = await runOpenLoopStep({ port, rate, seconds: RATE_SECONDS, users: USERS, firstUserId: 1, startIndex: cursors.measured, maxConnections: 1000, jwtSecret: SECRET, path: 'graphql' });
+      const cpuAfter = processCpuMs(server.pid);
+      const after = await counters(port);
+      cursors.measured = (cursors.measured + result.due) % USERS;
+      const statements = after.statements - before.statements;
+      const written = after.written - before.written;
+      const step: OpenLoopStep = {
+        rate,
+        result,
+        statementsPerSecond: statements / RATE_SECONDS,
+        heartbeatsPerStatement: statements > 0 ? written / statements : null,
+        cpuMsPerHeartbeat: cpuBefore !== null && cpuAfter !== null && result.completed > 0 ? (cpuAfter - cpuBefore) / result.completed : null,
+      };
+      steps.push(step);
+      log(
+        `  ${rate}/s: ${result.completedPerSecond.toFixed(0)} answered/s, p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms, ` +
+          `${result.non2xx} non-2xx, ${result.errors} errors, ${step.statementsPerSecond.toFixed(0)} statements/s`,
+      );
+    }
+  } finally {
+    await stopServer(server);
+  }
+  return steps;
+}
+
+function runOpenLoopStep(spec: OpenLoopSpec): Promise<OpenLoopResult> {
+  return runJson<OpenLoopResult>('bench/open-loop.ts', spec);
+}
+
 function runLoad(spec: LoadSpec): Promise<LoadResult> {
+  return runJson<LoadResult>('bench/load.ts', spec);
+}
+
+// Private: a load generator as a process of its own; its last line of output is the result.
+function runJson<T>(script: string, spec: object): Promise<T> {
   return new Promise((resolve, reject) => {
-    const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'bench/load.ts', JSON.stringify(spec)], {
+    const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', script, JSON.stringify(spec)], {
       cwd: ROOT,
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     let out = '';
     child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString('utf8')));
     child.once('exit', (code) => {
-      if (code !== 0) return reject(new Error(`load generator exited with ${code}`));
-      resolve(JSON.parse(out.trim().split('\n').pop()!) as LoadResult);
+      if (code !== 0) return reject(new Error(`${script} exited with ${code}`));
+      resolve(JSON.parse(out.trim().split('\n').pop()!) as T);
     });
   });
 }
@@ -209,41 +333,64 @@ async function counters(port: number) {
   };
 }
 
-function render(results: Measured[], databaseLabel: string, elapsedSeconds: number): string {
+// Private: per scenario, the round with the median throughput (its other
+// figures come with it, so a row is one real measurement).
+function medians(rounds: Measured[][]): Measured[] {
+  return rounds[0]!.map((first, i) => {
+    if (first.skippedReason) return first;
+    const all = rounds.map((round) => round[i]!).sort((a, b) => a.load.requestsPerSecond - b.load.requestsPerSecond);
+    return all[Math.floor((all.length - 1) / 2)]!;
+  });
+}
+
+function loadAverage(): string {
+  return fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+}
+
+function render(results: Measured[], openLoop: OpenLoopStep[], databaseLabel: string, elapsedSeconds: number, loadAfter: string): string {
   const byNumber = (n: number) => results.find((r) => r.scenario.startsWith(`${n}.`) && !r.skippedReason);
   const rps = (n: number) => byNumber(n)?.load.requestsPerSecond;
   const ratio = (a?: number, b?: number) => (a !== undefined && b !== undefined && b > 0 ? (a / b).toFixed(2) : 'n/a');
   const lines = [
-    `# Pulse heartbeat benchmark`,
+    `# Pulse benchmark`,
     '',
-    `${new Date().toISOString()}. Machine: ${machineLabel()}. Database: ${databaseLabel}.`,
-    `${SECONDS} s per scenario after a ${WARMUP_SECONDS} s warm-up, ${CONNECTIONS} connections, ${USERS} users (each heartbeat from a different user), DB_POOL_MAX=10. Run took ${elapsedSeconds.toFixed(0)} s.`,
+    `${new Date().toISOString()}. Machine: ${machineLabel()}. Database: ${databaseLabel}. Server: ${process.env.BENCH_SERVER === 'dist' ? 'the build (dist/)' : 'the sources under tsx'}.`,
+    `${SECONDS} s per scenario after a ${WARMUP_SECONDS} s warm-up, ${ROUNDS} rounds (each row: the round with the median req/s), heartbeats at ${CONNECTIONS} connections, reads at ${READ_CONNECTIONS}, ${USERS} users (each heartbeat from a different user), DB_POOL_MAX=10. Run took ${elapsedSeconds.toFixed(0)} s; load average at the end ${loadAfter}.`,
     '',
-    '| scenario | req/s | p50 ms | p99 ms | non-2xx | errors | SQL statements per heartbeat (per request for reads) | written | skipped |',
+    '| scenario | conn. | req/s | p50 ms | p99 ms | non-2xx | errors | server CPU ms per request | SQL statements per heartbeat (per request for reads) |',
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
     ...results.map((r) =>
       r.skippedReason
         ? `| ${r.scenario} | skipped: ${r.skippedReason} | | | | | | | |`
-        : `| ${r.scenario} | ${r.load.requestsPerSecond.toFixed(0)} | ${r.load.p50Ms} | ${r.load.p99Ms} | ${r.load.non2xx} | ${r.load.errors} | ${
-            r.kind === 'graphql-noop'
-              ? '0 (no I/O)'
-              : r.scenario.startsWith('5.')
-                ? '0 (1 Redis command)'
-                : r.statementsPerUnit === null
-                  ? 'n/a'
-                  : r.statementsPerUnit.toFixed(4)
-          } | ${r.kind.includes('statuses') || r.kind === 'graphql-noop' ? '' : r.written} | ${r.kind.includes('statuses') || r.kind === 'graphql-noop' ? '' : r.skipped} |`,
+        : `| ${r.scenario} | ${r.connections} | ${r.load.requestsPerSecond.toFixed(0)} | ${r.load.p50Ms} | ${r.load.p99Ms} | ${r.load.non2xx} | ${r.load.errors} | ${r.cpuMsPerRequest?.toFixed(3) ?? 'n/a'} | ${
+            r.statementsPerUnit === null ? '' : r.statementsPerUnit.toFixed(4)
+          } |`,
     ),
     '',
     '| ratio | target | measured |',
     '|---|---|---:|',
-    `| group-commit mutation / no-I/O ceiling (3 / 1) | >= 0.9 | ${ratio(rps(3), rps(1))} |`,
-    `| group-commit mutation / Redis TTL comparator (3 / 5) | >= 1 | ${ratio(rps(3), rps(5))} |`,
-    `| POST /pulse / Day-0 mutation (4 / 2) | >= 5 | ${ratio(rps(4), rps(2))} |`,
-    `| SQL statements per heartbeat, group-commit mutation at ${CONNECTIONS} connections (3) | <= 0.02 | ${byNumber(3)?.statementsPerUnit?.toFixed(4) ?? 'n/a'} |`,
-    `| SQL statements per heartbeat, POST /pulse at ${CONNECTIONS} connections (4) | <= 0.02 | ${byNumber(4)?.statementsPerUnit?.toFixed(4) ?? 'n/a'} |`,
+    `| GraphQL heartbeat / Pulse's \`{ __typename }\` mutation (3 / 1) | >= 0.9 | ${ratio(rps(3), rps(1))} |`,
+    `| GraphQL heartbeat / Apollo + Redis TTL (3 / 5) | >= 1.2 | ${ratio(rps(3), rps(5))} |`,
+    `| GraphQL heartbeat p99 at ${CONNECTIONS} connections (3) | < 250 ms | ${byNumber(3)?.load.p99Ms ?? 'n/a'} ms |`,
+    `| \`POST /pulse\` / bare node:http (4 / 6) | >= 0.6 | ${ratio(rps(4), rps(6))} |`,
+    `| \`statuses\` / Apollo + pg (7 / 8) | >= 1.0 | ${ratio(rps(7), rps(8))} |`,
+    `| \`statuses\` / node:http + pg (7 / 10) | >= 0.5 | ${ratio(rps(7), rps(10))} |`,
+    `| \`GET /status/profile\` / node:http + pg (9 / 10) | >= 0.8 | ${ratio(rps(9), rps(10))} |`,
     '',
   ];
+  if (openLoop.length > 0) {
+    lines.push(
+      `Open loop: GraphQL heartbeat mutations at a fixed arrival rate, ${RATE_SECONDS} s per rate, ${USERS} users, one server; latency from when each request was due.`,
+      '',
+      '| heartbeats/s offered | answered/s | p50 ms | p99 ms | max ms | non-2xx | errors | SQL statements/s | heartbeats per statement | server CPU ms per heartbeat |',
+      '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+      ...openLoop.map(
+        (s) =>
+          `| ${s.rate} | ${s.result.completedPerSecond.toFixed(0)} | ${s.result.p50Ms} | ${s.result.p99Ms} | ${s.result.maxMs} | ${s.result.non2xx} | ${s.result.errors} | ${s.statementsPerSecond.toFixed(0)} | ${s.heartbeatsPerStatement?.toFixed(1) ?? 'n/a'} | ${s.cpuMsPerHeartbeat?.toFixed(3) ?? 'n/a'} |`,
+      ),
+      '',
+    );
+  }
   return lines.join('\n');
 }
 

@@ -77,13 +77,22 @@ export async function benchDatabase(prefix: string): Promise<BenchDatabase> {
 
 /**
  * Starts `script` (Pulse's src/main.ts by default) as its own process on
- * 127.0.0.1:`port` and resolves once /readyz answers 200.
+ * 127.0.0.1:`port` and resolves once /readyz answers 200 (or answers at all,
+ * with `anyAnswerIsReady`).
  */
-export function startServer(env: Record<string, string>, port: number, script = 'src/main.ts'): Promise<ChildProcess> {
+export function startServer(
+  env: Record<string, string>,
+  port: number,
+  script = 'src/main.ts',
+  options: { args?: string[]; anyAnswerIsReady?: boolean } = {},
+): Promise<ChildProcess> {
   // BENCH_SERVER=dist runs the ahead-of-time build (`npm run build`) instead of
   // the TypeScript sources under tsx.
   const args = process.env.BENCH_SERVER === 'dist' ? [path.join('dist', script.replace(/\.ts$/, '.js'))] : ['--import', 'tsx', script];
-  const child = spawn(process.execPath, args, {
+  // BENCH_SERVER_NODE_OPTIONS adds flags to the servers only (e.g. `--cpu-prof
+  // --cpu-prof-dir=/tmp/prof`, which NODE_OPTIONS refuses).
+  const nodeOptions = process.env.BENCH_SERVER_NODE_OPTIONS?.split(' ').filter(Boolean) ?? [];
+  const child = spawn(process.execPath, [...nodeOptions, ...args, ...(options.args ?? [])], {
     cwd: ROOT,
     env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', NODE_ENV: 'production', ...env },
     stdio: ['ignore', 'inherit', 'pipe'],
@@ -94,7 +103,8 @@ export function startServer(env: Record<string, string>, port: number, script = 
     const poll = async () => {
       for (let i = 0; i < 300; i++) {
         try {
-          if ((await fetch(`http://127.0.0.1:${port}/readyz`)).ok) return resolve(child);
+          const response = await fetch(`http://127.0.0.1:${port}/readyz`);
+          if (response.ok || options.anyAnswerIsReady) return resolve(child);
         } catch {
           /* not listening yet */
         }
@@ -125,4 +135,15 @@ export function sleep(ms: number): Promise<void> {
 
 export function log(message: string): void {
   process.stdout.write(`${message}\n`);
+}
+
+/** CPU time (user + system) a process has used so far, in ms, from /proc; null where there is none. */
+export function processCpuMs(pid: number | undefined): number | null {
+  try {
+    const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    // utime and stime, fields 14 and 15 of the line, in clock ticks (100 a second).
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return null;
+  }
 }

@@ -9,7 +9,8 @@ import type { AddressInfo } from 'node:net';
 import { resolveJwtSecret } from './auth/jwt-secret';
 import { createTokenIssuer, type TokenIssuer } from './auth/tokens';
 import type { Config } from './config';
-import { connectDatabase, type DatabaseConnection } from './db/connect';
+import { CleanupList } from './cleanup-list';
+import { connectDatabase } from './db/connect';
 import type { Database } from './db/database';
 import { findDistribution } from './db/distribute';
 import { migrateToLatest } from './db/migrator';
@@ -46,7 +47,11 @@ export interface Pulse {
   readonly live: LivePresence;
   /** The read replicas from READ_DATABASE_URL; null without any. */
   readonly readReplicas: ReadReplicas | null;
-  /** Stops in reverse order of start: HTTP (draining requests), then the database. */
+  /**
+   * Stops in reverse order of start: scheduled jobs, then HTTP (draining, event
+   * streams, in-flight requests and buffered heartbeats), then the presence bus
+   * and the database. Each step is logged (`shutdown: ...`).
+   */
   stop(): Promise<void>;
 }
 
@@ -68,7 +73,22 @@ export interface StartOptions {
   createPresence?: (options: PresenceServiceOptions) => PresenceService;
 }
 
+/**
+ * Starts every part of Pulse, in order, registering each part's cleanup as soon
+ * as the part runs; if a later part fails to start, what had started is undone
+ * (in reverse) before the error is thrown.
+ */
 export async function startPulse(config: Config, logger: Logger, options: StartOptions = {}): Promise<Pulse> {
+  const cleanup = new CleanupList(logger);
+  try {
+    return await startParts(config, logger, options, cleanup);
+  } catch (error) {
+    await cleanup.run('startup failed, undoing').catch(() => {});
+    throw error;
+  }
+}
+
+async function startParts(config: Config, logger: Logger, options: StartOptions, cleanup: CleanupList): Promise<Pulse> {
   const metrics = createMetrics();
   const connection = await connectDatabase(config, logger, {
     onStatement: (text) => {
@@ -76,23 +96,9 @@ export async function startPulse(config: Config, logger: Logger, options: StartO
       options.onStatement?.(text);
     },
   });
+  cleanup.add('closing the database', () => connection.close());
   metrics.observePool(connection.pool);
   logger.info(`database: ${connection.description}`);
-  try {
-    return await startOnDatabase(config, logger, connection, metrics, options);
-  } catch (error) {
-    await connection.close().catch(() => {});
-    throw error;
-  }
-}
-
-async function startOnDatabase(
-  config: Config,
-  logger: Logger,
-  connection: DatabaseConnection,
-  metrics: Metrics,
-  options: StartOptions,
-): Promise<Pulse> {
   const { db } = connection;
   await waitForDatabase(db, connection.description, config.database.startupAttempts, logger);
   const distribution = await findDistribution(db);
@@ -119,12 +125,14 @@ async function startOnDatabase(
   // Read replicas: status reads and searches go to them while they are up and
   // close enough behind; writes and reads of one's own writes stay here.
   const readReplicas = config.database.readUrls.length > 0 ? await startReadReplicas(config, logger, db, metrics, options) : null;
+  if (readReplicas) cleanup.add('closing the read replicas', () => readReplicas.close());
   const replicaReads = readReplicas?.read;
 
   const tokens = createTokenIssuer(resolveJwtSecret(config, logger));
   const bus = config.events.redisUrl
     ? createRedisBus({ url: config.events.redisUrl, logger })
     : createPostgresBus({ url: connection.url, db, logger });
+  cleanup.add('closing the presence bus', () => bus.close());
   logger.info(`presence events: ${bus.description}`);
   // Tells every process that these users' presence may have changed (a manual
   // status, privacy or follow change, or coming online on a bus other than
@@ -147,6 +155,8 @@ async function startOnDatabase(
     citus: distribution.citus,
     onCameOnline: bus.notifyChannel ? undefined : (userIds) => presenceChanged(userIds),
   });
+  // Whatever arrived on keep-alive connections while the listener was closing.
+  cleanup.add('writing the last buffered heartbeats', () => presence.flush());
   const live = new LivePresence({
     bus,
     logger,
@@ -157,6 +167,9 @@ async function startOnDatabase(
       ? config.database.readReplicaMaxLagSeconds * 1000 + config.database.readReplicaCheckIntervalMs
       : 0,
   });
+  // Its timers and bus subscription run from here on (stop() is idempotent: once
+  // listening, the streams are ended earlier, see below).
+  cleanup.add('stopping live-presence timers', () => live.stop());
   metrics.observeLive(live);
   const users = new UserService(db, { onPresenceChange: presenceChanged, replicaReads });
   const settings = new SettingsService(db, { onPresenceChange: presenceChanged });
@@ -182,6 +195,12 @@ async function startOnDatabase(
     metrics,
   });
   await apollo.start();
+  // In-flight heartbeat requests wait for their batch: write the buffer now
+  // rather than let them wait out the window.
+  cleanup.add(
+    () => `closing the listener, finishing in-flight requests, writing buffered heartbeats (${presence.pendingHeartbeats})`,
+    () => Promise.all([apollo.stop(), presence.flush()]).then(() => {}),
+  );
   httpServer.on(
     'request',
     createRequestHandler({
@@ -205,12 +224,16 @@ async function startOnDatabase(
     }),
   );
 
-  try {
-    await listen(httpServer, config.http.host, config.http.port);
-  } catch (error) {
-    await apollo.stop();
-    await readReplicas?.close();
-    throw error;
+  await listen(httpServer, config.http.host, config.http.port);
+  // Open event streams would hold the listener open: end them before it closes.
+  cleanup.add('ending event streams', () => live.stop());
+  if (config.http.shutdownDrainMs > 0) {
+    // Closing the listener at once would close idle keep-alive connections under
+    // requests clients are already sending on them.
+    cleanup.add(`serving with Connection: close for ${config.http.shutdownDrainMs} ms`, () => {
+      draining = true;
+      return new Promise((resolve) => setTimeout(resolve, config.http.shutdownDrainMs));
+    });
   }
   const { port } = httpServer.address() as AddressInfo;
   const graphqlUrl = `http://localhost:${port}/graphql`;
@@ -222,8 +245,8 @@ async function startOnDatabase(
     metrics,
     retention: config.retention.cron ? { ...config.retention, cron: config.retention.cron } : null,
   });
+  cleanup.add('stopping scheduled jobs', () => scheduler.stop());
 
-  let stopping: Promise<void> | undefined;
   return {
     graphqlUrl,
     port,
@@ -234,32 +257,9 @@ async function startOnDatabase(
     live,
     readReplicas,
     stop() {
-      stopping ??= (async () => {
-        draining = true;
-        if (config.http.shutdownDrainMs > 0) {
-          logger.info(`shutdown: serving with Connection: close for ${config.http.shutdownDrainMs} ms`);
-          await new Promise((resolve) => setTimeout(resolve, config.http.shutdownDrainMs));
-        }
-        // Open event streams would hold the listener open: end them first.
-        logger.info('shutdown: ending event streams');
-        await live.stop();
-        // In-flight heartbeat requests wait for their batch: write the buffer now
-        // rather than let them wait out the window, then once more for whatever
-        // arrived on keep-alive connections while the listener was closing.
-        logger.info(
-          `shutdown: closing the listener, finishing in-flight requests, writing buffered heartbeats (${presence.pendingHeartbeats})`,
-        );
-        await Promise.all([apollo.stop(), presence.flush()]);
-        await presence.flush();
-        logger.info('shutdown: stopping scheduled jobs');
-        await scheduler.stop();
-        logger.info('shutdown: closing the presence bus and the database');
-        await bus.close();
-        await readReplicas?.close();
-        await connection.close();
-        logger.info('shutdown: done');
-      })();
-      return stopping;
+      // /readyz answers 503 from the first step on, whatever the drain period.
+      draining = true;
+      return cleanup.run('shutdown');
     },
   };
 }

@@ -64,7 +64,7 @@ export interface Config {
   readonly heartbeatBatching: {
     /** Off: every heartbeat is its own statement (the Day-0 path). */
     readonly enabled: boolean;
-    /** How long the first heartbeat of a batch waits for others (0: the rest of this event-loop turn). */
+    /** How long the first heartbeat of a batch waits for others (0, adaptive: the rest of this event-loop turn, or until a statement slot frees). */
     readonly windowMs: number;
     /** A batch this large is written at once. */
     readonly maxSize: number;
@@ -185,7 +185,7 @@ const presenceEnv = z.object({
   // Unset: derived from the threshold (defaultMinWriteGapSeconds).
   HEARTBEAT_MIN_WRITE_GAP_SECONDS: nonNegativeNumber.optional(),
   HEARTBEAT_BATCHING: boolean.default(true),
-  HEARTBEAT_BATCH_WINDOW_MS: integer(0, 1000).default(5),
+  HEARTBEAT_BATCH_WINDOW_MS: integer(0, 1000).default(0),
   HEARTBEAT_BATCH_MAX: integer(1, 10_000).default(1000),
   HEARTBEAT_BATCH_MAX_IN_FLIGHT: integer(1, 100).default(2),
 });

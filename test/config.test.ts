@@ -8,7 +8,7 @@ describe('loadConfig', () => {
     expect(config.database.poolMax).toBe(10);
     expect(config.database.migrateOnStart).toBe(true);
     expect(config.presence).toEqual({ thresholdSeconds: 30, statusesMaxIds: 1000, heartbeatMinIntervalMs: 1000, minWriteGapSeconds: 5 });
-    expect(config.heartbeatBatching).toEqual({ enabled: true, windowMs: 5, maxSize: 1000, maxInFlight: 2 });
+    expect(config.heartbeatBatching).toEqual({ enabled: true, windowMs: 0, maxSize: 1000, maxInFlight: 2 });
     expect(config.auth).toEqual({ jwtSecret: null, signupTokenTtlSeconds: 30 * 86_400 });
     expect(config.production).toBe(false);
   });

@@ -16,7 +16,7 @@ import { createTestDatabase, type TestDatabase } from './support/test-database';
 
 const id = parseUserId;
 const ids = (from: number, count: number): UserId[] => Array.from({ length: count }, (_, i) => id(String(from + i)));
-const writes = (statements: string[]) => statements.filter((s) => /insert into pulse/i.test(s));
+const writes = (statements: string[]) => statements.filter((s) => /insert into pulse/i.test(s) && !/pg_stat_activity/.test(s));
 
 let t: TestDatabase;
 let metrics: Metrics;
@@ -45,6 +45,20 @@ function service(options: Partial<PresenceServiceOptions> = {}, db: Database = t
 async function counter(outcome: string): Promise<number> {
   const { values } = await metrics.heartbeats.get();
   return values.find((v) => v.labels.outcome === outcome)?.value ?? 0;
+}
+
+// Private: until a heartbeat statement is blocked on a row lock (polled, no fixed
+// sleep; asked outside the locker's transaction, whose view of the statistics is
+// fixed at its start).
+async function waitForBlockedWrite(): Promise<void> {
+  for (;;) {
+    const { rows } = await sql<{ n: number }>`
+      select count(*)::int as n from pg_stat_activity
+      where datname = current_database() and wait_event_type = 'Lock' and query like '%insert into pulse%'
+    `.execute(t.db);
+    if (rows[0]!.n > 0) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
 }
 
 async function lastHeartbeats(userIds: readonly string[]): Promise<Map<string, Date>> {
@@ -95,6 +109,32 @@ describe('group commit', () => {
     expect(stored.size).toBe(240);
   });
 
+  it('adapts: while a statement runs, heartbeats collect and leave together in one statement when it returns', async () => {
+    await t.setLastHeartbeat('5', 3600);
+    t.statements.length = 0;
+    const presence = service({ batching: { windowMs: 0, maxSize: 1000, maxInFlight: 1 } });
+    const locker = new pg.Client({ connectionString: t.url });
+    await locker.connect();
+    await locker.query('begin');
+    await locker.query('select * from pulse where user_id = 5 for update');
+    // Nothing in flight: the first heartbeat is written at once, and blocks on the lock.
+    const first = presence.heartbeat(id('5'));
+    await waitForBlockedWrite();
+    const waiting = ids(100, 50);
+    const later = Promise.all(waiting.map((u) => presence.heartbeat(u)));
+    await new Promise((resolve) => setImmediate(resolve));
+    const pendingWhileBlocked = presence.pendingHeartbeats;
+    await locker.query('commit');
+    await locker.end();
+
+    expect(pendingWhileBlocked).toBe(50);
+    expect((await first).online).toBe(true);
+    expect((await later).every((s) => s.online)).toBe(true);
+    // One statement for the first heartbeat, one for all 50 that waited for it.
+    expect(writes(t.statements)).toHaveLength(2);
+    expect((await lastHeartbeats(waiting)).size).toBe(50);
+  });
+
   it('answers a heartbeat only after its write has committed', async () => {
     await t.setLastHeartbeat('5', 3600);
     const [before] = (await lastHeartbeats(['5'])).values();
@@ -110,17 +150,7 @@ describe('group commit', () => {
       answered = true;
       return status;
     });
-    // Wait until the batch's statement is blocked on that lock (no fixed sleep;
-    // asked outside the locker's transaction, whose view of the statistics is
-    // fixed at its start).
-    for (;;) {
-      const { rows } = await sql<{ n: number }>`
-        select count(*)::int as n from pg_stat_activity
-        where datname = current_database() and wait_event_type = 'Lock' and query like '%insert into pulse%'
-      `.execute(t.db);
-      if (rows[0]!.n > 0) break;
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+    await waitForBlockedWrite();
     const stillAnswered = answered;
     const [meanwhile] = (await lastHeartbeats(['5'])).values();
     await locker.query('commit');

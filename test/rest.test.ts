@@ -13,7 +13,11 @@ let base: string;
 
 beforeAll(async () => {
   t = await createTestDatabase();
-  server = await startTestServer({ DATABASE_URL: t.url, DB_STATEMENT_TIMEOUT_MS: '500' });
+  // A batch window, so that heartbeats sent together share statements even though
+  // this idle test database answers each one faster than the next arrives (the
+  // adaptive default would write most of them alone; heartbeat-batching.test.ts
+  // covers that mode).
+  server = await startTestServer({ DATABASE_URL: t.url, DB_STATEMENT_TIMEOUT_MS: '500', HEARTBEAT_BATCH_WINDOW_MS: '20' });
   base = server.pulse.graphqlUrl.replace(/\/graphql$/, '');
 });
 afterAll(async () => {

@@ -5,6 +5,7 @@ import type http from 'node:http';
 import type { GraphQLSchema } from 'graphql';
 import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
+import { ApolloServerPluginCacheControlDisabled } from '@apollo/server/plugin/disabled';
 import type { Logger } from '../logger';
 import type { Metrics } from '../observability/metrics';
 import type { PulseContext } from './context';
@@ -76,6 +77,11 @@ export function createApolloServer(options: ApolloOptions): ApolloServer<PulseCo
       subscriptionsElsewherePlugin<PulseContext>(),
       ...(options.metrics ? [latencyPlugin(options.metrics)] : []),
       ApolloServerPluginDrainHttpServer({ httpServer: options.httpServer }),
+      // Apollo's cache-control plugin, on by default, hooks every field of every
+      // response (a `statuses` answer of 100 users is 300 and more calls) only to
+      // conclude `no-store` for a schema with no cache hints. Statuses change by
+      // the second, so the HTTP layer sends no-store itself (http-server.ts).
+      ApolloServerPluginCacheControlDisabled(),
     ],
   });
 }

@@ -70,7 +70,10 @@ export function createContext(deps: ContextDependencies, request: RequestInfo): 
   };
   return {
     requestId: request.requestId,
-    logger: request.logger,
+    // A getter: the request's logger is made only if something logs.
+    get logger() {
+      return request.logger;
+    },
     authenticate() {
       const verified = verify();
       if ('error' in verified) throw verified.error;

@@ -67,7 +67,16 @@ export function createRequestHandler(options: RequestHandlerOptions): http.Reque
     // opens its next request elsewhere instead of on a socket about to close.
     if (options.draining()) res.setHeader('connection', 'close');
     if (applyCors(options.corsAllowedOrigins, req, res)) return;
-    const info: RequestInfo = { requestId, logger: logger.child({ requestId }), authorization: req.headers.authorization };
+    // The request's logger is made on first use: most requests log nothing, and a
+    // child logger per request is measurable on the heartbeat path.
+    let requestLogger: Logger | undefined;
+    const info: RequestInfo = {
+      requestId,
+      get logger() {
+        return (requestLogger ??= logger.child({ requestId }));
+      },
+      authorization: req.headers.authorization,
+    };
     route(options, info, req, res).catch((error: unknown) => {
       if (error instanceof HttpProblem) {
         sendJson(res, error.status, { errors: [{ message: error.message, extensions: { code: 'BAD_REQUEST' } }] });
@@ -144,6 +153,9 @@ async function graphql(options: RequestHandlerOptions, info: RequestInfo, req: h
   });
 
   res.statusCode = response.status ?? 200;
+  // Statuses change by the second: no cache may keep an answer (Apollo's own
+  // cache-control plugin, which said the same, is off; see apollo.ts).
+  res.setHeader('cache-control', 'no-store');
   for (const [name, value] of response.headers) res.setHeader(name, value);
   if (response.body.kind === 'complete') {
     res.end(response.body.string);

@@ -3,18 +3,23 @@
  * by one statement, and each caller is answered only once that statement has
  * committed.
  *
- * Heartbeats become due when the first of them has waited out the window, or
- * when `maxSize` of them are waiting. Due heartbeats leave in one statement as
- * soon as one of `maxInFlight` slots is free; while every slot is busy, everything
- * that arrives joins them. So batches grow with the load by themselves: at a
- * trickle each heartbeat is written alone after the window, and when the
- * database is the bottleneck every statement carries everything that arrived
- * while the previous ones ran. Statements per heartbeat fall as load rises,
- * which is the point.
+ * Adaptive by default (window 0), with nothing to tune: while a statement slot
+ * is free, the heartbeats that arrived in this turn of the event loop are
+ * written at once; while every slot (`maxInFlight`) is busy, everything that
+ * arrives waits, and leaves together in one statement as soon as a slot frees.
+ * So a heartbeat at a trickle costs one statement's latency and no more, and
+ * under load every statement carries whatever arrived while the previous ones
+ * ran: statements per second are bounded by the slots and the statement's own
+ * time, not by the load, and statements per heartbeat fall as load rises. The
+ * same idea as PostgreSQL's own group commit, Kafka's linger and the "smart
+ * batching" pattern. A window above 0 instead holds the first heartbeat of a
+ * batch that long before it may leave (fewer, larger statements at light load,
+ * for more latency).
  *
- * Duplicates within a batch (several tabs of one user) share one row in the
- * statement and one answer. If the statement fails, exactly the heartbeats of
- * that batch fail, with its error; the next batch starts clean.
+ * A batch is also closed when it holds `maxSize` users. Duplicates within a
+ * batch (several tabs of one user) share one row in the statement and one
+ * answer. If the statement fails, exactly the heartbeats of that batch fail,
+ * with its error; the next batch starts clean.
  */
 import type { UserId } from './user-id';
 
@@ -26,7 +31,7 @@ export type WriteBatch<T> = (userIds: readonly UserId[]) => Promise<ReadonlyMap<
 
 export interface HeartbeatBatcherOptions<T> {
   write: WriteBatch<T>;
-  /** How long a batch stays open after its first heartbeat; 0: until the event loop turns. */
+  /** How long a batch stays open after its first heartbeat; 0 (adaptive): until the event loop turns, or a slot frees. */
   windowMs: number;
   /** A batch is closed at once when it holds this many users. */
   maxSize: number;

@@ -102,9 +102,9 @@ export class PresenceService {
 
   // Private: one statement for a set of distinct users; every user's status after it.
   async #write(userIds: readonly UserId[]): Promise<Map<UserId, UserStatus>> {
-    let rows;
+    let outcome;
     try {
-      rows = await recordHeartbeats(
+      outcome = await recordHeartbeats(
         this.#db,
         sortUserIds(userIds),
         this.#thresholdSeconds,
@@ -116,23 +116,25 @@ export class PresenceService {
       this.#metrics?.heartbeats.inc({ outcome: 'failed' }, userIds.length);
       throw error;
     }
+    // Every user the statement names no exception for was written now: online,
+    // last seen at the statement's time (one Date, shared: statuses are never
+    // mutated).
     const answers = new Map<UserId, UserStatus>();
-    const cameOnline: UserId[] = [];
-    let written = 0;
-    for (const row of rows) {
-      if (row.written) written++;
-      if (row.written && !row.was_online) cameOnline.push(row.user_id as UserId);
-      answers.set(row.user_id as UserId, statusFromRow(row.user_id as UserId, row));
+    for (const row of outcome.skipped) answers.set(row.user_id as UserId, statusFromRow(row.user_id as UserId, row));
+    const notWritten = new Set<UserId>(outcome.missing);
+    for (const id of answers.keys()) notWritten.add(id);
+    for (const id of userIds) {
+      if (!notWritten.has(id)) answers.set(id, { userId: id, state: 'ONLINE', online: true, lastSeen: outcome.now, statusText: null, manualStatus: null });
     }
-    if (cameOnline.length > 0) this.#onCameOnline?.(cameOnline);
+    if (outcome.cameOnline.length > 0) this.#onCameOnline?.(outcome.cameOnline);
+    const written = userIds.length - notWritten.size;
     this.#metrics?.heartbeats.inc({ outcome: 'written' }, written);
-    this.#metrics?.heartbeats.inc({ outcome: 'skipped' }, rows.length - written);
+    this.#metrics?.heartbeats.inc({ outcome: 'skipped' }, outcome.skipped.length);
     this.#metrics?.heartbeatBatchSize.observe(userIds.length);
     // A user whose first row another process inserted after this statement's
     // snapshot was taken is neither written nor visible to it. Rare: read them,
     // each as they see themself.
-    const missing = userIds.filter((id) => !answers.has(id));
-    for (const id of missing) {
+    for (const id of outcome.missing) {
       const [status] = await this.statuses([id], id, { fresh: true });
       answers.set(id, status!);
     }

@@ -15,6 +15,7 @@
  */
 import { sql } from 'kysely';
 import type { Database } from '../db/database';
+import { DatabaseTime, isoTime } from '../db/database-time';
 import type { UserId } from './user-id';
 
 /** A user's pulse as the database sees it, with `online` judged by the database. */
@@ -24,18 +25,25 @@ export interface PulseRow {
   online: boolean;
 }
 
-/** A heartbeat's row after {@link recordHeartbeats}: written now, or skipped. */
-export interface HeartbeatRow extends PulseRow {
-  /** False when the row was written less than the minimum write gap ago and left alone. */
-  written: boolean;
-  /** Whether the user was online just before this heartbeat (false: it brought them online). */
-  was_online: boolean;
+/** What one heartbeat statement did, from {@link recordHeartbeats}. */
+export interface HeartbeatOutcome {
+  /** The statement's time: `last_hb` of every row it wrote. */
+  now: Date;
+  /** Rows written less than the minimum write gap ago, left alone: each as it stands. */
+  skipped: PulseRow[];
+  /** Users the statement wrote who were offline or never seen before it. */
+  cameOnline: UserId[];
+  /**
+   * Users neither written nor visible to the statement: their first row was
+   * inserted by another transaction after this statement's snapshot. Rare.
+   */
+  missing: UserId[];
 }
 
 /**
  * Records a heartbeat for each of `userIds` in one statement: `last_hb = now()`,
- * inserting the rows of users who have none, and returns every user's row after
- * the write, in no particular order.
+ * inserting the rows of users who have none. Every user the outcome does not
+ * name otherwise (skipped, missing) was written: online, last seen `now`.
  *
  * `userIds` must be distinct and sorted ascending (see {@link sortUserIds}): rows
  * are then locked in one global order, so two batches that share users wait for
@@ -47,6 +55,11 @@ export interface HeartbeatRow extends PulseRow {
  * write per gap. The gap is a difference of two timestamps, not `timestamptz -
  * interval`, and `now()` sits in the inserted rows, not in the SET: Citus accepts
  * only immutable expressions in `ON CONFLICT DO UPDATE`.
+ *
+ * The answer names only the exceptions. In the common case (users already
+ * online, past the gap) it is one row, the statement's time, however many users
+ * the batch holds: PostgreSQL formats one timestamp instead of one per user, and
+ * the API process parses one row.
  */
 export async function recordHeartbeats(
   db: Database,
@@ -55,8 +68,9 @@ export async function recordHeartbeats(
   minWriteGapSeconds: number,
   notifyChannel: string | null = null,
   citus = false,
-): Promise<HeartbeatRow[]> {
-  if (userIds.length === 0) return [];
+): Promise<HeartbeatOutcome> {
+  if (userIds.length === 0) return { now: new Date(), skipped: [], cameOnline: [], missing: [] };
+  const ids = sql.val(userIds);
   // The heartbeat rows, in lock order. On PostgreSQL, one array parameter: the
   // statement text is the same for every batch and cheap to plan. On Citus
   // (`citus`: pulse is distributed), a VALUES list instead: Citus splits it by
@@ -65,7 +79,7 @@ export async function recordHeartbeats(
   // two-phase commit per shard touched (docs/scale-out.md has the figures).
   const heartbeatRows = citus
     ? sql`values ${sql.join(userIds.map((id) => sql`(${id}::bigint, now())`))}`
-    : sql`select user_id, now() from unnest(${sql.val(userIds)}::bigint[]) with ordinality as t(user_id, position)
+    : sql`select user_id, now() from unnest(${ids}::bigint[]) with ordinality as t(user_id, position)
       order by position`;
   const threshold = sql`make_interval(secs => ${thresholdSeconds})`;
   // With a channel, the statement also NOTIFYs the users it brought online, 300
@@ -75,15 +89,14 @@ export async function recordHeartbeats(
   // result and refuses a `void` column in one; pg_notify then runs on the
   // coordinator (the CTE reads only intermediate results), whose listeners hear it.
   const notify = notifyChannel
-    ? sql`, came_online as (
-        select h.user_id, row_number() over (order by h.user_id) as n
-        from heartbeat h left join before b on b.user_id = h.user_id
-        where b.last_hb is null or b.last_hb < now() - ${threshold}
-      ), notified as (
-        select pg_notify(${notifyChannel}, string_agg(user_id::text, ','))::text from came_online group by (n - 1) / 300
+    ? sql`, notified as (
+        select pg_notify(${notifyChannel}, string_agg(user_id::text, ','))::text
+        from (select user_id, row_number() over (order by user_id) as n from came_online) as numbered
+        group by (n - 1) / 300
       )`
     : sql``;
-  const notifications = notifyChannel ? sql`, (select count(*) from notified) as notifications` : sql``;
+  // Referenced, or the notify CTE would never run (an unreferenced read-only CTE is skipped).
+  const notifications = notifyChannel ? sql`(select count(*) from notified)::int` : sql`0`;
   // `before` reads the table as it was before the write: the previous heartbeat
   // of a written row, and the current one of a skipped row, which the upsert
   // left alone. It tells who came online with this heartbeat, with no second
@@ -91,24 +104,38 @@ export async function recordHeartbeats(
   // the order of the CTEs does not matter; Citus runs materialised CTEs one after
   // the other, in the order written, so `before` comes first and is MATERIALIZED
   // (inlined into the final SELECT, it would run after the write and read it).
-  const { rows } = await sql<HeartbeatRow>`
+  const { rows } = await sql<{ kind: 'now' | 'skipped' | 'came_online' | 'missing'; user_id: string | null; last_hb: string | null; online: boolean | null; notifications: number | null }>`
     with before as materialized (
-      select user_id, last_hb from pulse where user_id = any(${sql.val(userIds)}::bigint[])
+      select user_id, last_hb from pulse where user_id = any(${ids}::bigint[])
     ), heartbeat as (
       insert into pulse (user_id, last_hb)
       ${heartbeatRows}
       on conflict (user_id) do update set last_hb = excluded.last_hb
       where excluded.last_hb - pulse.last_hb >= make_interval(secs => ${minWriteGapSeconds})
-      returning user_id, last_hb
+      returning user_id
+    ), came_online as (
+      select h.user_id from heartbeat h left join before b on b.user_id = h.user_id
+      where b.last_hb is null or b.last_hb < now() - ${threshold}
     )${notify}
-    select coalesce(h.user_id, b.user_id)::text as user_id,
-           coalesce(h.last_hb, b.last_hb) as last_hb,
-           h.user_id is not null as written,
-           coalesce(h.last_hb, b.last_hb) >= now() - ${threshold} as online,
-           coalesce(b.last_hb >= now() - ${threshold}, false) as was_online${notifications}
-    from heartbeat h full join before b on b.user_id = h.user_id
+    select 'now' as kind, null as user_id, ${isoTime(sql`now()`)} as last_hb, null::boolean as online, ${notifications} as notifications
+    union all
+    select 'came_online', user_id::text, null, null, null from came_online
+    union all
+    select 'skipped', b.user_id::text, ${isoTime(sql`b.last_hb`)}, b.last_hb >= now() - ${threshold}, null
+      from before b where not exists (select from heartbeat h where h.user_id = b.user_id)
+    union all
+    select 'missing', t.user_id::text, null, null, null from unnest(${ids}::bigint[]) as t(user_id)
+     where not exists (select from heartbeat h where h.user_id = t.user_id)
+       and not exists (select from before b where b.user_id = t.user_id)
   `.execute(db);
-  return rows;
+  const outcome: HeartbeatOutcome = { now: new Date(), skipped: [], cameOnline: [], missing: [] };
+  for (const row of rows) {
+    if (row.kind === 'now') outcome.now = new DatabaseTime(row.last_hb!);
+    else if (row.kind === 'skipped') outcome.skipped.push({ user_id: row.user_id!, last_hb: new DatabaseTime(row.last_hb!), online: row.online! });
+    else if (row.kind === 'came_online') outcome.cameOnline.push(row.user_id as UserId);
+    else outcome.missing.push(row.user_id as UserId);
+  }
+  return outcome;
 }
 
 /**

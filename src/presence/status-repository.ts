@@ -14,6 +14,7 @@
  */
 import { sql, type RawBuilder } from 'kysely';
 import type { Database } from '../db/database';
+import { databaseTime, isoTime } from '../db/database-time';
 import type { UserId } from './user-id';
 import type { ManualStatus } from './user-status';
 
@@ -51,26 +52,39 @@ export async function findStatusRows(
 ): Promise<StatusRow[]> {
   if (userIds.length === 0) return [];
   const { rows } = await statusRowsQuery(userIds, viewer, thresholdSeconds).execute(db);
-  return rows;
+  // The timestamps arrive as ISO text (see DatabaseTime) and become Dates in
+  // place: the rows are this function's own.
+  const statusRows = rows as unknown as StatusRow[];
+  for (const row of rows) {
+    (row as unknown as StatusRow).last_hb = databaseTime(row.last_hb);
+    (row as unknown as StatusRow).invisible_last_seen = databaseTime(row.invisible_last_seen);
+  }
+  return statusRows;
 }
 
+/** A {@link StatusRow} as the statement sends it: timestamps as ISO-8601 text. */
+export type StatusRowText = Omit<StatusRow, 'last_hb' | 'invisible_last_seen'> & {
+  last_hb: string | null;
+  invisible_last_seen: string | null;
+};
+
 /** The statement {@link findStatusRows} runs, unexecuted (for EXPLAIN). */
-export function statusRowsQuery(userIds: readonly UserId[], viewer: UserId | null, thresholdSeconds: number): RawBuilder<StatusRow> {
+export function statusRowsQuery(userIds: readonly UserId[], viewer: UserId | null, thresholdSeconds: number): RawBuilder<StatusRowText> {
   // Array parameters: the statement text is the same for 1 id or 1000. The ids
   // are named again in each join (`= any(...)`) so that each table is read by
   // index for exactly those ids: without it, the planner may merge-join a whole
   // primary-key index for a large batch, a cost that grows with the table
   // (docs/users.md shows both plans). On Citus it also keeps each table's part
   // of the read to the shards of those ids (docs/scale-out.md).
-  return sql<StatusRow>`
+  return sql<StatusRowText>`
     select target.user_id::text as user_id,
-           pulse.last_hb,
+           ${isoTime(sql`pulse.last_hb`)} as last_hb,
            coalesce(pulse.last_hb >= now() - make_interval(secs => ${thresholdSeconds}), false) as connected,
            case when settings.expires_at is null or settings.expires_at > now()
                 then coalesce(settings.manual_status, 'AUTO') else 'AUTO' end as manual_status,
            case when settings.expires_at is null or settings.expires_at > now()
                 then settings.status_text end as status_text,
-           settings.invisible_last_seen,
+           ${isoTime(sql`settings.invisible_last_seen`)} as invisible_last_seen,
            coalesce(settings.visibility, 'EVERYONE') as visibility,
            coalesce(settings.show_last_seen, true) as show_last_seen,
            follows.follower_id is not null as follows_viewer
