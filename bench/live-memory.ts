@@ -30,7 +30,7 @@ async function main(): Promise<void> {
     return process.memoryUsage().heapUsed / 2 ** 20;
   };
   const database = await benchDatabase('pulse_live_memory');
-  const config = loadConfig({ DATABASE_URL: database.url, PORT: '0', HOST: '127.0.0.1', JWT_SECRET: 'x'.repeat(40), NODE_ENV: 'test', SHUTDOWN_DRAIN_MS: '0' });
+  const config = loadConfig({ DATABASE_URL: database.url, PORT: '0', HOST: '127.0.0.1', JWT_SECRET: 'x'.repeat(40), NODE_ENV: 'test', SHUTDOWN_DRAIN_MS: '0', STREAMS_PER_CLIENT: String(STREAMS + 10), STREAMS_MAX: String(STREAMS + 10) });
   const pulse = await startPulse(config, silentLogger);
   const lines = ['| round | heap MB, streams open | heap MB, all closed | subscriptions left |', '|---:|---:|---:|---:|'];
   try {

@@ -49,7 +49,9 @@ async function main(): Promise<void> {
   const base = `http://127.0.0.1:${port}`;
   log(`live presence bench: ${SUBSCRIPTIONS} subscriptions x ${WATCH} of ${USERS} users, threshold ${THRESHOLD_SECONDS} s, on ${database.label}`);
   const server = await startServer(
-    { DATABASE_URL: database.url, JWT_SECRET: SECRET, PRESENCE_THRESHOLD_SECONDS: String(THRESHOLD_SECONDS), HEARTBEAT_MIN_WRITE_GAP_SECONDS: '0' },
+    { DATABASE_URL: database.url, JWT_SECRET: SECRET, PRESENCE_THRESHOLD_SECONDS: String(THRESHOLD_SECONDS), HEARTBEAT_MIN_WRITE_GAP_SECONDS: '0',
+      // Every stream comes from this one client: lift the per-client and process caps.
+      STREAMS_PER_CLIENT: String(SUBSCRIPTIONS + 100), STREAMS_MAX: String(SUBSCRIPTIONS + 100) },
     port,
   );
   // Every user starts offline, seen an hour ago.

@@ -101,10 +101,14 @@ export function startServer(
     child.stderr!.on('data', (chunk: Buffer) => process.stderr.write(chunk));
     child.once('exit', (code) => reject(new Error(`Pulse exited with ${code}`)));
     const poll = async () => {
-      for (let i = 0; i < 300; i++) {
+      for (let i = 0; i < 600; i++) {
         try {
-          const response = await fetch(`http://127.0.0.1:${port}/readyz`);
-          if (response.ok || options.anyAnswerIsReady) return resolve(child);
+          const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
+          if (options.anyAnswerIsReady) return resolve(child);
+          // With PULSE_WORKERS > 1 the instance is ready with its first worker;
+          // a measurement waits for all of them.
+          const body = ready.ok ? ((await ready.json()) as { workers?: Array<{ ready: boolean }> }) : null;
+          if (body && (!body.workers || body.workers.every((w) => w.ready))) return resolve(child);
         } catch {
           /* not listening yet */
         }

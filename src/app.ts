@@ -16,6 +16,7 @@ import { findDistribution } from './db/distribute';
 import { migrateToLatest } from './db/migrator';
 import { ReadReplicas } from './db/read-replicas';
 import { checkReadiness } from './db/readiness';
+import type { ClusterWorker } from './cluster/worker';
 import { createContext } from './graphql/context';
 import { createApolloServer } from './graphql/apollo';
 import { createSchema } from './graphql/schema';
@@ -23,6 +24,9 @@ import { createRequestHandler } from './http/http-server';
 import { createPresenceStream } from './http/presence-stream';
 import { createRestRoutes } from './http/rest';
 import { createWebAssets } from './http/web-assets';
+import { createClientAddress } from './http/client-address';
+import { StreamSlots } from './limits/stream-slots';
+import { TokenBucket } from './limits/token-bucket';
 import { LivePresence } from './live/live-presence';
 import type { UserId } from './presence/user-id';
 import { createPostgresBus } from './live/postgres-bus';
@@ -45,6 +49,8 @@ export interface Pulse {
   readonly metrics: Metrics;
   /** Live presence: open subscriptions and what they watch. */
   readonly live: LivePresence;
+  /** This process's readiness (false once shutdown has begun), whatever /readyz answers for. */
+  readiness(): Promise<{ ready: boolean }>;
   /** The read replicas from READ_DATABASE_URL; null without any. */
   readonly readReplicas: ReadReplicas | null;
   /**
@@ -71,6 +77,12 @@ export interface StartOptions {
    * benchmark's TTL-store comparator swaps the heartbeat store this way.
    */
   createPresence?: (options: PresenceServiceOptions) => PresenceService;
+  /**
+   * In a worker of a cluster (PULSE_WORKERS > 1): its link to the primary. Then
+   * /metrics and /readyz answer for the whole instance, metrics carry the
+   * worker's label where it matters, and responses name the worker that served them.
+   */
+  cluster?: ClusterWorker;
 }
 
 /**
@@ -89,7 +101,7 @@ export async function startPulse(config: Config, logger: Logger, options: StartO
 }
 
 async function startParts(config: Config, logger: Logger, options: StartOptions, cleanup: CleanupList): Promise<Pulse> {
-  const metrics = createMetrics();
+  const metrics = createMetrics({ worker: options.cluster?.index });
   const connection = await connectDatabase(config, logger, {
     onStatement: (text) => {
       metrics.statements.inc();
@@ -128,7 +140,23 @@ async function startParts(config: Config, logger: Logger, options: StartOptions,
   if (readReplicas) cleanup.add('closing the read replicas', () => readReplicas.close());
   const replicaReads = readReplicas?.read;
 
-  const tokens = createTokenIssuer(resolveJwtSecret(config, logger));
+  const tokens = createTokenIssuer(resolveJwtSecret(config, logger), {
+    keySet: config.auth.jwksUrl
+      ? {
+          url: config.auth.jwksUrl,
+          algorithms: config.auth.algorithms,
+          cacheSeconds: config.auth.jwksCacheSeconds,
+          cooldownSeconds: config.auth.jwksCooldownSeconds,
+        }
+      : null,
+    rules: {
+      issuer: config.auth.issuer,
+      audience: config.auth.audience,
+      requireExp: config.auth.requireExp,
+      maxTokenAgeSeconds: config.auth.maxTokenAgeSeconds,
+    },
+  });
+  if (config.auth.jwksUrl) logger.info(`auth: tokens from the key set at ${config.auth.jwksUrl}${tokens.canSign ? ', and HS256 tokens signed with JWT_SECRET' : ''}`);
   const bus = config.events.redisUrl
     ? createRedisBus({ url: config.events.redisUrl, logger })
     : createPostgresBus({ url: connection.url, db, logger });
@@ -175,7 +203,23 @@ async function startParts(config: Config, logger: Logger, options: StartOptions,
   const settings = new SettingsService(db, { onPresenceChange: presenceChanged });
 
   let draining = false;
-  const httpServer = http.createServer();
+  const httpServer = http.createServer({
+    // Set on purpose rather than left to Node's defaults: a client has this long
+    // to send its headers, and its whole request; an idle keep-alive connection
+    // outlives a load balancer's (often 60 s), so the balancer closes it first
+    // and never sends a request on a socket Pulse is closing.
+    headersTimeout: config.http.headersTimeoutMs,
+    requestTimeout: config.http.requestTimeoutMs,
+    keepAliveTimeout: config.http.keepAliveTimeoutMs,
+    // Node looks for requests past those timeouts every 30 s by default, which
+    // would let a slow client hold a socket up to 30 s longer than configured.
+    connectionsCheckingInterval: Math.min(1000, config.http.headersTimeoutMs),
+  });
+  const { cluster } = options;
+  // Which worker served a response: for operators reading a trace, and for tests
+  // that must see both workers serve.
+  if (cluster) httpServer.on('request', (_req, res: http.ServerResponse) => res.setHeader('x-pulse-worker', String(cluster.index)));
+  const ownReadiness = () => (draining ? Promise.resolve({ ready: false, reason: 'shutting down' }) : checkReadiness(db));
   const schema = createSchema({
     presence,
     live,
@@ -185,6 +229,8 @@ async function startParts(config: Config, logger: Logger, options: StartOptions,
     signupTokenTtlSeconds: config.auth.signupTokenTtlSeconds,
     statusesMaxIds: config.presence.statusesMaxIds,
     metrics,
+    signupRate: config.limits.signupRate ? new TokenBucket(config.limits.signupRate) : null,
+    searchRate: config.limits.searchRate ? new TokenBucket(config.limits.searchRate) : null,
   });
   const apollo = createApolloServer({
     schema,
@@ -208,16 +254,20 @@ async function startParts(config: Config, logger: Logger, options: StartOptions,
       contextFor: (request) => createContext({ presence, tokens }, request),
       bodyLimitBytes: config.http.bodyLimitBytes,
       logger,
-      readiness: () => checkReadiness(db),
+      readiness: cluster ? () => cluster.instanceReadiness() : () => checkReadiness(db),
       overloaded: () => connection.pool.waitingCount > config.database.poolMaxWaiting,
       draining: () => draining,
-      metrics,
+      metrics: cluster ? { registry: { contentType: metrics.registry.contentType, metrics: () => cluster.instanceMetrics() } } : metrics,
       rest: createRestRoutes({ presence, tokens, statusesMaxIds: config.presence.statusesMaxIds, metrics }),
       stream: createPresenceStream({
         schema,
         contextFor: (request) => createContext({ presence, tokens }, request),
         statusesMaxIds: config.presence.statusesMaxIds,
+        slots: new StreamSlots({ perClient: config.limits.streamsPerClient, max: config.limits.streamsMax }),
+        stallSeconds: config.limits.streamStallSeconds,
+        metrics,
       }),
+      clientAddress: createClientAddress(config.limits.trustProxy),
       // Three heartbeats per threshold: one lost heartbeat never shows a user offline.
       corsAllowedOrigins: config.http.corsAllowedOrigins,
       web: createWebAssets({ heartbeatIntervalMs: Math.min(10_000, (config.presence.thresholdSeconds * 1000) / 3) }),
@@ -247,6 +297,7 @@ async function startParts(config: Config, logger: Logger, options: StartOptions,
   });
   cleanup.add('stopping scheduled jobs', () => scheduler.stop());
 
+  cluster?.serve({ metrics, readiness: ownReadiness });
   return {
     graphqlUrl,
     port,
@@ -255,6 +306,7 @@ async function startParts(config: Config, logger: Logger, options: StartOptions,
     scheduler,
     metrics,
     live,
+    readiness: ownReadiness,
     readReplicas,
     stop() {
       // /readyz answers 503 from the first step on, whatever the drain period.

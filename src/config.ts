@@ -5,9 +5,12 @@
  * run both show up), so an operator fixes a deployment in one round trip. Nothing
  * else in Pulse reads `process.env`.
  */
+import os from 'node:os';
 import path from 'node:path';
 import cron from 'node-cron';
 import { z } from 'zod';
+import { parseTrustProxy, type TrustProxy } from './http/client-address';
+import type { Rate } from './limits/token-bucket';
 
 export interface Config {
   readonly nodeEnv: string;
@@ -25,6 +28,26 @@ export interface Config {
     readonly shutdownDrainMs: number;
     /** Origins whose pages may call Pulse from a browser; '*': any (bearer tokens, no cookies). */
     readonly corsAllowedOrigins: readonly string[] | '*';
+    /** Time a client has to send a request's headers (slow-header attacks), ms. */
+    readonly headersTimeoutMs: number;
+    /** Time a client has to send a whole request, body included, ms. */
+    readonly requestTimeoutMs: number;
+    /** How long an idle keep-alive connection stays open; above a load balancer's idle timeout. */
+    readonly keepAliveTimeoutMs: number;
+  };
+  readonly limits: {
+    /** Whether and how far X-Forwarded-For is believed when naming a client's address. */
+    readonly trustProxy: TrustProxy;
+    /** Open event streams one client (a user, or an address without a token) may hold. */
+    readonly streamsPerClient: number;
+    /** Open event streams this process holds at most, whoever opens them. */
+    readonly streamsMax: number;
+    /** A stream whose unsent output has not shrunk for this long is closed, seconds. */
+    readonly streamStallSeconds: number;
+    /** Sign-ups per client address; null: unlimited. */
+    readonly signupRate: Rate | null;
+    /** Name searches per client; null: unlimited. */
+    readonly searchRate: Rate | null;
   };
   readonly database: {
     /** Unset: Pulse runs its own embedded PostgreSQL under `dataDir`. */
@@ -80,12 +103,37 @@ export interface Config {
     readonly jwtSecret: string | null;
     /** How long the token that createUser returns stays valid, in seconds. */
     readonly signupTokenTtlSeconds: number;
+    /** An identity provider's key set (RS256/ES256/EdDSA tokens); null: HS256 only. */
+    readonly jwksUrl: string | null;
+    /** Required `iss` of every token, when set. */
+    readonly issuer: string | null;
+    /** Accepted `aud` values (one must match), when set. */
+    readonly audience: readonly string[] | null;
+    /** Algorithms accepted from the key set. */
+    readonly algorithms: readonly string[];
+    /** The key set is fetched again after this long, seconds. */
+    readonly jwksCacheSeconds: number;
+    /** A token with an unknown key id fetches the key set again at most this often, seconds. */
+    readonly jwksCooldownSeconds: number;
+    /** Tokens must carry `exp` (always in production). */
+    readonly requireExp: boolean;
+    /** Tokens issued (`iat`) longer ago than this are refused; null: no limit. */
+    readonly maxTokenAgeSeconds: number | null;
   };
   readonly retention: {
     /** When the retention job runs (a cron expression); null: never. */
     readonly cron: string | null;
     readonly retentionSeconds: number;
     readonly batchSize: number;
+  };
+  readonly cluster: {
+    /**
+     * Processes serving HTTP on the same port (node:cluster). 1: one process and
+     * no primary, as before; more: a primary that forks, restarts and stops them.
+     */
+    readonly workers: number;
+    /** In a worker forked by the primary: its slot, 1..workers (stable across restarts); otherwise null. */
+    readonly workerIndex: number | null;
   };
   /** Local state: the embedded database and the development JWT secret. */
   readonly dataDir: string;
@@ -157,6 +205,39 @@ const serverEnv = z.object({
   LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
 });
 
+// Private: a rate such as 5/m (five a minute), 10/s or 100/h; `off` or `0`: no limit.
+const RATE_UNITS: Record<string, number> = { s: 1, m: 60, h: 3600 };
+const rate = z
+  .string()
+  .trim()
+  .toLowerCase()
+  .regex(/^(off|0|\d+(\.\d+)?\/[smh])$/, { message: 'expected a rate such as 5/m, 10/s or 100/h, or off' })
+  .transform((v) => (v === 'off' || v === '0' ? null : Number(v.split('/')[0]) / RATE_UNITS[v.split('/')[1]!]!));
+
+const limitsEnv = z.object({
+  TRUST_PROXY: z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      const parsed = parseTrustProxy(v);
+      if ('problem' in parsed) {
+        ctx.addIssue({ code: 'custom', message: parsed.problem });
+        return z.NEVER;
+      }
+      return parsed;
+    }),
+  STREAMS_PER_CLIENT: integer(1, 100_000).default(20),
+  STREAMS_MAX: integer(1, 10_000_000).default(5_000),
+  STREAM_STALL_SECONDS: integer(1, 86_400).default(60),
+  SIGNUP_RATE: rate.default(5 / 60),
+  SIGNUP_BURST: integer(1, 100_000).default(10),
+  SEARCH_RATE: rate.default(5),
+  SEARCH_BURST: integer(1, 100_000).default(20),
+  HTTP_HEADERS_TIMEOUT_MS: integer(1000, 600_000).default(10_000),
+  HTTP_REQUEST_TIMEOUT_MS: integer(1000, 3_600_000).default(30_000),
+  HTTP_KEEP_ALIVE_TIMEOUT_MS: integer(1000, 3_600_000).default(65_000),
+});
+
 const databaseEnv = z.object({
   DATABASE_URL: databaseUrl.optional(),
   DB_POOL_MAX: integer(1, 1000).default(10),
@@ -216,11 +297,60 @@ const jobsEnv = z.object({
   RETENTION_BATCH_SIZE: integer(1, 1_000_000).default(5000),
 });
 
+// The algorithms a key set may sign with. HS* is not among them: with a public
+// key as an HMAC secret, anyone could forge tokens.
+const ASYMMETRIC_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'];
+
+// `auto`: one worker per core the process may use, as os.availableParallelism()
+// reports it (CPU affinity counts; a container's CPU quota may not).
+const clusterEnv = z.object({
+  PULSE_WORKERS: z
+    .string()
+    .trim()
+    .toLowerCase()
+    .refine((v) => v === 'auto' || /^\d+$/.test(v), { message: 'expected a whole number of workers, or auto' })
+    .transform((v) => (v === 'auto' ? os.availableParallelism() : Number(v)))
+    .pipe(z.number().min(1, { message: 'expected at least 1' }).max(256, { message: 'expected at most 256' }))
+    .default(1),
+  // Set by the primary for the workers it forks; not an operator's setting.
+  PULSE_WORKER_INDEX: integer(1, 256).optional(),
+});
+
 const authEnv = z.object({
   // HS256 is only as strong as its secret: 32 characters is the floor RFC 7518
   // asks for (a key at least as long as the hash output).
   JWT_SECRET: z.string().min(32, { message: 'expected at least 32 characters' }).optional(),
   SIGNUP_TOKEN_TTL_SECONDS: integer(60, 366 * 86_400).default(30 * 86_400),
+  JWT_JWKS_URL: z
+    .string()
+    .trim()
+    .refine(
+      (v) => {
+        try {
+          const url = new URL(v);
+          // Keys over plain HTTP could be swapped by anyone on the path; loopback
+          // only (a provider on this machine, or a test's key server).
+          return url.protocol === 'https:' || (url.protocol === 'http:' && ['localhost', '127.0.0.1', '[::1]'].includes(url.hostname));
+        } catch {
+          return false;
+        }
+      },
+      { message: 'expected an https:// URL of a JSON Web Key Set (http:// only for localhost)' },
+    )
+    .optional(),
+  JWT_ISSUER: z.string().trim().min(1).optional(),
+  JWT_AUDIENCE: z.string().trim().min(1).optional(),
+  JWT_ALGORITHMS: z
+    .string()
+    .trim()
+    .refine((v) => v.split(',').every((a) => ASYMMETRIC_ALGORITHMS.includes(a.trim())), {
+      message: `expected a comma-separated list of ${ASYMMETRIC_ALGORITHMS.join(', ')} (never none, never HS* with a key set)`,
+    })
+    .default('RS256,ES256,EdDSA'),
+  JWT_JWKS_CACHE_SECONDS: integer(1, 86_400).default(600),
+  JWT_JWKS_COOLDOWN_SECONDS: integer(0, 3600).default(30),
+  JWT_REQUIRE_EXP: boolean.optional(),
+  JWT_MAX_TOKEN_AGE_SECONDS: integer(1, 366 * 86_400).optional(),
 });
 
 /**
@@ -254,12 +384,24 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: { forS
   const auth = parse(authEnv);
   const jobs = parse(jobsEnv);
   const events = parse(eventsEnv);
+  const limits = parse(limitsEnv);
+  const cluster = parse(clusterEnv);
 
   const production = (server?.NODE_ENV ?? values.NODE_ENV) === 'production';
   // Only the server signs and verifies tokens; DBA tools run without the secret.
-  if (production && forServer && !values.JWT_SECRET) {
+  if (production && forServer && !values.JWT_SECRET && !values.JWT_JWKS_URL) {
     problems.push(
-      'JWT_SECRET: required when NODE_ENV=production (a random string of at least 32 characters, e.g. `openssl rand -hex 32`)',
+      'JWT_SECRET: required when NODE_ENV=production (a random string of at least 32 characters, e.g. `openssl rand -hex 32`), unless JWT_JWKS_URL names an identity provider\'s keys',
+    );
+  }
+  // A token without an expiry is valid forever once leaked.
+  if (production && auth?.JWT_REQUIRE_EXP === false) {
+    problems.push('JWT_REQUIRE_EXP: cannot be false when NODE_ENV=production (a token without exp would never expire)');
+  }
+  // Node refuses a request whose headers take longer than the whole request may.
+  if (limits && limits.HTTP_HEADERS_TIMEOUT_MS > limits.HTTP_REQUEST_TIMEOUT_MS) {
+    problems.push(
+      `HTTP_HEADERS_TIMEOUT_MS: expected at most HTTP_REQUEST_TIMEOUT_MS (${limits.HTTP_REQUEST_TIMEOUT_MS}), since the headers are part of the request (got "${limits.HTTP_HEADERS_TIMEOUT_MS}")`,
     );
   }
 
@@ -292,7 +434,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: { forS
     }
   }
 
-  if (problems.length > 0 || !server || !database || !presence || !auth || !jobs || !events) {
+  if (problems.length > 0 || !server || !database || !presence || !auth || !jobs || !events || !limits || !cluster) {
     throw new ConfigError(problems);
   }
 
@@ -305,6 +447,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: { forS
       bodyLimitBytes: server.HTTP_BODY_LIMIT_BYTES,
       shutdownDrainMs: server.SHUTDOWN_DRAIN_MS,
       corsAllowedOrigins: server.CORS_ALLOWED_ORIGINS === '*' ? '*' : server.CORS_ALLOWED_ORIGINS.split(',').map((o) => o.trim()),
+      headersTimeoutMs: limits.HTTP_HEADERS_TIMEOUT_MS,
+      requestTimeoutMs: limits.HTTP_REQUEST_TIMEOUT_MS,
+      keepAliveTimeoutMs: limits.HTTP_KEEP_ALIVE_TIMEOUT_MS,
+    },
+    limits: {
+      trustProxy: limits.TRUST_PROXY,
+      streamsPerClient: limits.STREAMS_PER_CLIENT,
+      streamsMax: limits.STREAMS_MAX,
+      streamStallSeconds: limits.STREAM_STALL_SECONDS,
+      signupRate: limits.SIGNUP_RATE === null ? null : { perSecond: limits.SIGNUP_RATE, burst: limits.SIGNUP_BURST },
+      searchRate: limits.SEARCH_RATE === null ? null : { perSecond: limits.SEARCH_RATE, burst: limits.SEARCH_BURST },
     },
     database: {
       url: database.DATABASE_URL ?? null,
@@ -332,12 +485,24 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: { forS
       maxInFlight: presence.HEARTBEAT_BATCH_MAX_IN_FLIGHT,
     },
     events: { redisUrl: events.REDIS_URL ?? null },
-    auth: { jwtSecret: auth.JWT_SECRET ?? null, signupTokenTtlSeconds: auth.SIGNUP_TOKEN_TTL_SECONDS },
+    auth: {
+      jwtSecret: auth.JWT_SECRET ?? null,
+      signupTokenTtlSeconds: auth.SIGNUP_TOKEN_TTL_SECONDS,
+      jwksUrl: auth.JWT_JWKS_URL ?? null,
+      issuer: auth.JWT_ISSUER ?? null,
+      audience: auth.JWT_AUDIENCE ? auth.JWT_AUDIENCE.split(',').map((a) => a.trim()) : null,
+      algorithms: auth.JWT_ALGORITHMS.split(',').map((a) => a.trim()),
+      jwksCacheSeconds: auth.JWT_JWKS_CACHE_SECONDS,
+      jwksCooldownSeconds: auth.JWT_JWKS_COOLDOWN_SECONDS,
+      requireExp: auth.JWT_REQUIRE_EXP ?? production,
+      maxTokenAgeSeconds: auth.JWT_MAX_TOKEN_AGE_SECONDS ?? null,
+    },
     retention: {
       cron: jobs.RETENTION_CRON ?? null,
       retentionSeconds: jobs.PULSE_RETENTION,
       batchSize: jobs.RETENTION_BATCH_SIZE,
     },
+    cluster: { workers: cluster.PULSE_WORKERS, workerIndex: cluster.PULSE_WORKER_INDEX ?? null },
     dataDir: path.resolve(server.PULSE_DATA_DIR),
     logLevel: server.LOG_LEVEL,
   };

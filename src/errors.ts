@@ -3,7 +3,7 @@
  *
  * Services throw these; the GraphQL and HTTP layers turn each into its code and
  * status (BAD_USER_INPUT / 400, USERNAME_TAKEN / 409, UNAUTHENTICATED / 401,
- * UNAVAILABLE / 503). Anything else is a bug, logged with its cause and shown to
+ * UNAVAILABLE / 503, RATE_LIMITED / 429). Anything else is a bug, logged with its cause and shown to
  * the caller only as an internal error.
  */
 
@@ -43,7 +43,22 @@ export class UnavailableError extends Error {
   }
 }
 
-export type PulseError = InvalidInputError | UsernameTakenError | AuthenticationError | UnavailableError;
+/**
+ * This client has done this too often (sign-ups, searches): refused until a
+ * token of its rate has come back, which `retryAfterSeconds` says.
+ */
+export class RateLimitedError extends Error {
+  readonly code = 'RATE_LIMITED';
+  constructor(
+    message: string,
+    readonly retryAfterSeconds: number,
+  ) {
+    super(message);
+    this.name = 'RateLimitedError';
+  }
+}
+
+export type PulseError = InvalidInputError | UsernameTakenError | AuthenticationError | UnavailableError | RateLimitedError;
 
 // PostgreSQL error classes that mean "not now", not "wrong request": connection
 // exceptions (08), operator intervention such as a server shutting down (57P0x),
@@ -63,7 +78,8 @@ export function toPulseError(error: unknown): PulseError | null {
     error instanceof InvalidInputError ||
     error instanceof UsernameTakenError ||
     error instanceof AuthenticationError ||
-    error instanceof UnavailableError
+    error instanceof UnavailableError ||
+    error instanceof RateLimitedError
   ) {
     return error;
   }

@@ -1,7 +1,14 @@
 /**
  * `npm start`: read the configuration, start Pulse, stop cleanly on SIGTERM/SIGINT.
+ *
+ * With PULSE_WORKERS > 1 this process becomes the cluster's primary
+ * (src/cluster/primary.ts), and the workers it forks run this same file: each
+ * starts a whole Pulse, linked to the primary.
  */
+import cluster from 'node:cluster';
 import { startPulse, StartupError, type Pulse } from './app';
+import { connectToPrimary } from './cluster/worker';
+import { startPrimary } from './cluster/primary';
 import { ConfigError, loadConfig, type Config } from './config';
 import { EmbeddedPostgresError } from './db/embedded-postgres';
 import { MigrationError } from './db/migrator';
@@ -20,17 +27,32 @@ async function main(): Promise<void> {
     process.stderr.write(`${error.message}\n`);
     process.exit(1);
   }
-  const logger = createLogger(config.logLevel);
+  const rootLogger = createLogger(config.logLevel);
 
+  if (cluster.isPrimary && config.cluster.workers > 1) {
+    try {
+      const primary = await startPrimary(config, rootLogger);
+      process.exit(await primary.exited);
+    } catch (error) {
+      rootLogger.error(`Pulse could not start: ${explainStartFailure(error)}`);
+      if (!isExplained(error)) rootLogger.error('cause', { error });
+      process.exit(1);
+    }
+  }
+
+  const worker = cluster.isWorker && config.cluster.workerIndex ? connectToPrimary(config.cluster.workerIndex) : undefined;
+  const logger = worker ? rootLogger.child({ worker: worker.index }) : rootLogger;
   let pulse: Pulse;
   try {
-    pulse = await startPulse(config, logger);
+    pulse = await startPulse(config, logger, { cluster: worker });
   } catch (error) {
     logger.error(`Pulse could not start: ${explainStartFailure(error)}`);
     if (!isExplained(error)) logger.error('cause', { error });
     process.exit(1);
   }
 
+  // A worker whose primary is killed exits at once: node:cluster ends a worker
+  // whose IPC channel closes unexpectedly, so none outlives its primary.
   onShutdownSignal(logger, () => pulse.stop());
 }
 
@@ -53,13 +75,13 @@ function isExplained(error: unknown): boolean {
 // timer ends a stop that hangs.
 function onShutdownSignal(logger: Logger, stop: () => Promise<void>): void {
   let stopping = false;
-  const handle = (signal: NodeJS.Signals) => {
+  const handle = (reason: string) => {
     if (stopping) {
-      logger.warn(`${signal} received while shutting down; still finishing`);
+      logger.warn(`${reason} while shutting down; still finishing`);
       return;
     }
     stopping = true;
-    logger.info(`${signal} received: shutting down`);
+    logger.info(`${reason}: shutting down`);
     const grace = setTimeout(() => {
       logger.error(`shutdown took longer than ${SHUTDOWN_GRACE_MS / 1000} s; exiting`);
       process.exit(1);
@@ -73,8 +95,8 @@ function onShutdownSignal(logger: Logger, stop: () => Promise<void>): void {
       },
     );
   };
-  process.on('SIGTERM', handle);
-  process.on('SIGINT', handle);
+  process.on('SIGTERM', () => handle('SIGTERM received'));
+  process.on('SIGINT', () => handle('SIGINT received'));
 }
 
 void main();

@@ -124,11 +124,11 @@ describe('npm run token', () => {
       const result = await cli('src/auth/token-cli.ts', ['42'], { PULSE_DATA_DIR: dataDir, JWT_SECRET: '' });
       expect(result.code).toBe(0);
       const secret = fs.readFileSync(path.join(dataDir, 'jwt-secret'), 'utf8').trim();
-      expect(createTokenIssuer(secret).verify(result.stdout.trim())).toBe('42');
+      await expect(createTokenIssuer(secret).verify(result.stdout.trim())).resolves.toBe('42');
 
       // The secret is generated once: a second token verifies with the same one.
       const again = await cli('src/auth/token-cli.ts', ['43'], { PULSE_DATA_DIR: dataDir, JWT_SECRET: '' });
-      expect(createTokenIssuer(secret).verify(again.stdout.trim())).toBe('43');
+      await expect(createTokenIssuer(secret).verify(again.stdout.trim())).resolves.toBe('43');
     } finally {
       fs.rmSync(dataDir, { recursive: true, force: true });
     }

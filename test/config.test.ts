@@ -1,3 +1,4 @@
+import os from 'node:os';
 import { ConfigError, loadConfig } from '../src/config';
 
 describe('loadConfig', () => {
@@ -9,7 +10,7 @@ describe('loadConfig', () => {
     expect(config.database.migrateOnStart).toBe(true);
     expect(config.presence).toEqual({ thresholdSeconds: 30, statusesMaxIds: 1000, heartbeatMinIntervalMs: 1000, minWriteGapSeconds: 5 });
     expect(config.heartbeatBatching).toEqual({ enabled: true, windowMs: 0, maxSize: 1000, maxInFlight: 2 });
-    expect(config.auth).toEqual({ jwtSecret: null, signupTokenTtlSeconds: 30 * 86_400 });
+    expect(config.auth).toMatchObject({ jwtSecret: null, signupTokenTtlSeconds: 30 * 86_400, jwksUrl: null, requireExp: false });
     expect(config.production).toBe(false);
   });
 
@@ -66,6 +67,14 @@ describe('loadConfig', () => {
   it('refuses production without a JWT secret', () => {
     expect(() => loadConfig({ NODE_ENV: 'production' })).toThrow(/JWT_SECRET: required when NODE_ENV=production/);
     expect(loadConfig({ NODE_ENV: 'production', JWT_SECRET: 'b'.repeat(32) }).production).toBe(true);
+  });
+
+  it('reads PULSE_WORKERS as a number of workers or auto, one by default', () => {
+    expect(loadConfig({}).cluster).toEqual({ workers: 1, workerIndex: null });
+    expect(loadConfig({ PULSE_WORKERS: '4' }).cluster.workers).toBe(4);
+    expect(loadConfig({ PULSE_WORKERS: 'auto' }).cluster.workers).toBe(os.availableParallelism());
+    expect(() => loadConfig({ PULSE_WORKERS: '0' })).toThrow(/PULSE_WORKERS: expected at least 1 \(got "0"\)/);
+    expect(() => loadConfig({ PULSE_WORKERS: 'many' })).toThrow(/PULSE_WORKERS: expected a whole number of workers, or auto \(got "many"\)/);
   });
 
   it('treats an empty variable as unset', () => {

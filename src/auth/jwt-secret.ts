@@ -2,7 +2,9 @@
  * Where the JWT signing secret comes from: JWT_SECRET, or, outside production, a
  * random development secret generated once and kept in the data folder (so tokens
  * from `npm run token` keep working across restarts). Production without
- * JWT_SECRET is refused by config validation before this runs.
+ * JWT_SECRET is refused by config validation before this runs. With an identity
+ * provider (JWT_JWKS_URL) and no JWT_SECRET there is no secret at all: Pulse
+ * then accepts the provider's tokens only, and signs none.
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -10,8 +12,9 @@ import path from 'node:path';
 import type { Config } from '../config';
 import type { Logger } from '../logger';
 
-export function resolveJwtSecret(config: Config, logger: Logger): string {
+export function resolveJwtSecret(config: Config, logger: Logger): string | null {
   if (config.auth.jwtSecret) return config.auth.jwtSecret;
+  if (config.auth.jwksUrl) return null;
   if (config.production) throw new Error('JWT_SECRET is required when NODE_ENV=production');
 
   const file = path.join(config.dataDir, 'jwt-secret');

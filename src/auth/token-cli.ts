@@ -21,6 +21,7 @@ function main(argv: string[]): number {
     const ttl = Number(rawTtl);
     if (!Number.isInteger(ttl) || ttl <= 0) throw new Error(`Invalid lifetime "${rawTtl}": expected a whole number of seconds`);
     const secret = resolveJwtSecret(config, createLogger('warn'));
+    if (!secret) throw new Error('No JWT_SECRET: with JWT_JWKS_URL alone, tokens come from the identity provider, not from Pulse');
     process.stdout.write(`${createTokenIssuer(secret).sign(userId, ttl)}\n`);
     return 0;
   } catch (error) {

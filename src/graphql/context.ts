@@ -1,10 +1,11 @@
 /**
  * The per-request GraphQL context: who is calling, and the request's loaders.
  *
- * Built once per request by the HTTP layer; resolvers only read it. The bearer
- * token is verified lazily, on the first resolver that needs the caller, so reads
- * (which need no token) never pay for or fail on one. Reads see statuses as the
- * viewer: the caller when the token is valid, otherwise an anonymous reader.
+ * Built once per request by the HTTP layer; resolvers only read it. A bearer
+ * token is verified while the context is built (checking an identity
+ * provider's token may need its key set, which is asynchronous), and its outcome
+ * kept: reads never fail on a bad token, they see as an anonymous reader; only
+ * what needs the caller (`authenticate`) fails with why the token was refused.
  */
 import type DataLoader from 'dataloader';
 import type { GraphQLResolveInfo } from 'graphql';
@@ -19,6 +20,8 @@ export interface PulseContext {
   readonly requestId: string;
   /** Logs lines tagged with the request id. */
   readonly logger: Logger;
+  /** The client's address (see RequestInfo), for limits on anonymous actions. */
+  readonly clientAddress: string;
   /** The caller's user id; throws AuthenticationError without a valid token. */
   authenticate(): UserId;
   /**
@@ -47,21 +50,19 @@ export interface RequestInfo {
   logger: Logger;
   /** The Authorization header as sent, if any. */
   authorization: string | undefined;
+  /** The client's address (the peer, or as trusted proxies report it: TRUST_PROXY). */
+  clientAddress: string;
 }
 
-export function createContext(deps: ContextDependencies, request: RequestInfo): PulseContext {
+export async function createContext(deps: ContextDependencies, request: RequestInfo): Promise<PulseContext> {
   const { authorization } = request;
-  let caller: { userId: UserId } | { error: unknown } | undefined;
-  const verify = () => {
-    if (!caller) {
-      try {
-        caller = { userId: deps.tokens.authenticate(authorization) };
-      } catch (error) {
-        caller = { error };
-      }
-    }
-    return caller;
-  };
+  let caller: { userId: UserId } | { error: unknown };
+  try {
+    caller = { userId: await deps.tokens.authenticate(authorization) };
+  } catch (error) {
+    caller = { error };
+  }
+  const verify = () => caller;
   let statusLoader: DataLoader<UserId, UserStatus> | undefined;
   let freshStatusLoader: DataLoader<UserId, UserStatus> | undefined;
   const viewer = () => {
@@ -74,6 +75,7 @@ export function createContext(deps: ContextDependencies, request: RequestInfo): 
     get logger() {
       return request.logger;
     },
+    clientAddress: request.clientAddress,
     authenticate() {
       const verified = verify();
       if ('error' in verified) throw verified.error;

@@ -7,7 +7,7 @@ import type { GraphQLFormattedError } from 'graphql';
 import { GraphQLError } from 'graphql';
 import { unwrapResolverError } from '@apollo/server/errors';
 import { toPulseError } from '../errors';
-import { ERROR_ANSWERS, errorHeaders } from '../http/error-answers';
+import { ERROR_ANSWERS, errorHeaders, retryAfterOf } from '../http/error-answers';
 import type { ApolloServerPlugin } from '@apollo/server';
 import type { Logger } from '../logger';
 import type { PulseContext } from './context';
@@ -18,7 +18,7 @@ export function toGraphQLError(error: unknown): never {
   const known = toPulseError(error);
   if (!known) throw error;
   const answer = ERROR_ANSWERS[known.code];
-  const http = answer.failsGraphQLRequest ? { status: answer.status, headers: new Map(Object.entries(errorHeaders(answer.status))) } : undefined;
+  const http = answer.failsGraphQLRequest ? { status: answer.status, headers: new Map(Object.entries(errorHeaders(answer.status, retryAfterOf(known)))) } : undefined;
   throw new GraphQLError(known.message, {
     originalError: known,
     extensions: { code: known.code, ...(http ? { http } : {}) },

@@ -4,6 +4,9 @@
  * status statement.
  */
 import type { TokenIssuer } from '../auth/tokens';
+import { InvalidInputError, RateLimitedError } from '../errors';
+import type { TokenBucket } from '../limits/token-bucket';
+import type { Metrics } from '../observability/metrics';
 import { parseUserId } from '../presence/user-id';
 import type { UserStatus } from '../presence/user-status';
 import type { User } from '../users/user';
@@ -17,9 +20,22 @@ export interface UserResolverDependencies {
   tokens: TokenIssuer;
   /** How long the token createUser returns is valid. */
   signupTokenTtlSeconds: number;
+  /** Sign-ups per client address (SIGNUP_RATE); absent: unlimited. */
+  signupRate?: TokenBucket | null;
+  /** Searches per client (SEARCH_RATE); absent: unlimited. */
+  searchRate?: TokenBucket | null;
+  metrics?: Pick<Metrics, 'rateLimited'>;
 }
 
 export function createUserResolvers(deps: UserResolverDependencies) {
+  // Private: takes one of `client`'s tokens for `action`, or refuses with when to come back.
+  const limit = (bucket: TokenBucket | null | undefined, client: string, action: 'signup' | 'search', what: string) => {
+    const decision = bucket?.take(client);
+    if (!decision || decision.allowed) return;
+    deps.metrics?.rateLimited.inc({ action });
+    throw new RateLimitedError(`Too many ${what} from this client; retry after ${decision.retryAfterSeconds} s`, decision.retryAfterSeconds);
+  };
+
   return {
     User: {
       status: guard(
@@ -36,7 +52,10 @@ export function createUserResolvers(deps: UserResolverDependencies) {
 
       user: guard((_: unknown, args: { id: string }): Promise<User | null> => deps.users.findUser(parseUserId(args.id))),
 
-      searchUsers: guard((_: unknown, args: { query: string; first?: number | null; after?: string | null }): Promise<UserPage> => {
+      searchUsers: guard((_: unknown, args: { query: string; first?: number | null; after?: string | null }, ctx: PulseContext): Promise<UserPage> => {
+        // Per user when signed in, else per address: a search is the costliest read.
+        const viewer = ctx.viewer();
+        limit(deps.searchRate, viewer ? `user:${viewer}` : `address:${ctx.clientAddress}`, 'search', 'searches');
         return deps.users.searchUsers(args.query, args.first ?? 20, args.after ?? null);
       }),
 
@@ -46,7 +65,11 @@ export function createUserResolvers(deps: UserResolverDependencies) {
     },
 
     Mutation: {
-      createUser: guard(async (_: unknown, args: { name: string }): Promise<{ user: User; token: string }> => {
+      createUser: guard(async (_: unknown, args: { name: string }, ctx: PulseContext): Promise<{ user: User; token: string }> => {
+        limit(deps.signupRate, ctx.clientAddress, 'signup', 'sign-ups');
+        if (!deps.tokens.canSign) {
+          throw new InvalidInputError('Sign-up is not offered here: this server takes tokens from an identity provider (JWT_JWKS_URL); sign up there');
+        }
         const user = await deps.users.createUser(args.name);
         return { user, token: deps.tokens.sign(user.id, deps.signupTokenTtlSeconds) };
       }),

@@ -25,13 +25,20 @@ export const ERROR_ANSWERS: Readonly<Record<PulseError['code'], ErrorAnswer>> = 
   USERNAME_TAKEN: { status: 409, failsGraphQLRequest: false },
   UNAUTHENTICATED: { status: 401, failsGraphQLRequest: true },
   UNAVAILABLE: { status: 503, failsGraphQLRequest: true },
+  // Too often from this client (sign-ups, searches): the request is refused whole.
+  RATE_LIMITED: { status: 429, failsGraphQLRequest: true },
 };
 
 /**
  * The headers an answer with `status` carries: Retry-After when the refusal is
- * temporary (503), so clients come back later instead of at once, deepening an
- * outage.
+ * temporary (503, 429), so clients come back later instead of at once, deepening
+ * an outage. A rate limit knows when its next token comes back and says so.
  */
-export function errorHeaders(status: number): Record<string, string> {
-  return status === 503 ? { 'retry-after': String(RETRY_AFTER_SECONDS) } : {};
+export function errorHeaders(status: number, retryAfterSeconds: number = RETRY_AFTER_SECONDS): Record<string, string> {
+  return status === 503 || status === 429 ? { 'retry-after': String(retryAfterSeconds) } : {};
+}
+
+/** How long the client that met `error` should wait, when the error says. */
+export function retryAfterOf(error: PulseError): number | undefined {
+  return error.code === 'RATE_LIMITED' ? error.retryAfterSeconds : undefined;
 }

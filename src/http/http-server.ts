@@ -24,7 +24,7 @@ import { sendJson } from './send-json';
 export interface RequestHandlerOptions {
   apollo: ApolloServer<PulseContext>;
   /** Builds the GraphQL context of one request. */
-  contextFor(request: RequestInfo): PulseContext;
+  contextFor(request: RequestInfo): PulseContext | Promise<PulseContext>;
   bodyLimitBytes: number;
   logger: Logger;
   /** For /readyz: can this instance serve requests right now? */
@@ -37,7 +37,8 @@ export interface RequestHandlerOptions {
   overloaded(): boolean;
   /** True once shutdown has begun: answer, but ask clients to reconnect elsewhere. */
   draining(): boolean;
-  metrics: Pick<Metrics, 'registry'>;
+  /** What /metrics serves: this process's registry, or (in a cluster) the whole instance's. */
+  metrics: { registry: Pick<Metrics['registry'], 'metrics' | 'contentType'> };
   /** The plain-HTTP endpoints (POST /pulse, GET /status/...). */
   rest: RestRoutes;
   /** GraphQL subscriptions over Server-Sent Events, at /graphql/stream. */
@@ -46,6 +47,8 @@ export interface RequestHandlerOptions {
   web: WebAssets;
   /** Origins whose pages may call Pulse ('*': any). */
   corsAllowedOrigins: readonly string[] | '*';
+  /** The address of a request's client (see client-address.ts); the peer by default. */
+  clientAddress?: (req: http.IncomingMessage) => string;
 }
 
 /** A request that cannot be served as sent; answered with `status` and `message`. */
@@ -76,6 +79,7 @@ export function createRequestHandler(options: RequestHandlerOptions): http.Reque
         return (requestLogger ??= logger.child({ requestId }));
       },
       authorization: req.headers.authorization,
+      clientAddress: options.clientAddress ? options.clientAddress(req) : (req.socket.remoteAddress ?? 'unknown'),
     };
     route(options, info, req, res).catch((error: unknown) => {
       if (error instanceof HttpProblem) {

@@ -21,7 +21,7 @@ import type { Metrics } from '../observability/metrics';
 import type { PresenceService } from '../presence/presence-service';
 import { parseUserId, type UserId } from '../presence/user-id';
 import type { UserStatus } from '../presence/user-status';
-import { ERROR_ANSWERS, errorHeaders } from './error-answers';
+import { ERROR_ANSWERS, errorHeaders, retryAfterOf } from './error-answers';
 import { sendJson } from './send-json';
 
 export interface RestDependencies {
@@ -41,7 +41,7 @@ export function createRestRoutes(deps: RestDependencies): RestRoutes {
   const heartbeat = async (req: http.IncomingMessage, res: http.ServerResponse) => {
     let userId;
     try {
-      userId = tokens.authenticate(req.headers.authorization);
+      userId = await tokens.authenticate(req.headers.authorization);
     } catch (error) {
       metrics?.heartbeats.inc({ outcome: 'rejected' });
       throw error;
@@ -57,10 +57,10 @@ export function createRestRoutes(deps: RestDependencies): RestRoutes {
 
   // Who is reading: the token's user, or anonymous without a token or with a bad
   // one (as over GraphQL, a read never fails on a token; it only sees less).
-  const viewerOf = (req: http.IncomingMessage): UserId | null => {
+  const viewerOf = async (req: http.IncomingMessage): Promise<UserId | null> => {
     if (!req.headers.authorization) return null;
     try {
-      return tokens.authenticate(req.headers.authorization);
+      return await tokens.authenticate(req.headers.authorization);
     } catch {
       return null;
     }
@@ -72,12 +72,13 @@ export function createRestRoutes(deps: RestDependencies): RestRoutes {
     if (given.length > deps.statusesMaxIds) {
       throw new InvalidInputError(`Too many ids: ${given.length} given, at most ${deps.statusesMaxIds} per request`);
     }
-    const statuses = await presence.statuses(given.map(parseUserId), viewerOf(req));
+    const statuses = await presence.statuses(given.map(parseUserId), await viewerOf(req));
     sendJson(res, 200, statuses.map(toJson));
   };
 
   const one = async (req: http.IncomingMessage, rawId: string, res: http.ServerResponse) => {
-    const [status] = await presence.statuses([parseUserId(decodePathSegment(rawId))], viewerOf(req));
+    const id = parseUserId(decodePathSegment(rawId));
+    const [status] = await presence.statuses([id], await viewerOf(req));
     sendJson(res, 200, toJson(status!));
   };
 
@@ -101,7 +102,7 @@ export function createRestRoutes(deps: RestDependencies): RestRoutes {
       const known = toPulseError(error);
       if (!known) throw error;
       const { status } = ERROR_ANSWERS[known.code];
-      for (const [name, value] of Object.entries(errorHeaders(status))) res.setHeader(name, value);
+      for (const [name, value] of Object.entries(errorHeaders(status, retryAfterOf(known)))) res.setHeader(name, value);
       sendJson(res, status, { errors: [{ message: known.message, extensions: { code: known.code } }] });
     } finally {
       stop?.();

@@ -29,7 +29,7 @@
 import type { Logger } from '../logger';
 import type { UserId } from '../presence/user-id';
 import type { UserStatus } from '../presence/user-status';
-import { EventQueue } from './event-queue';
+import { SubscriberQueue } from './subscriber-queue';
 import type { PresenceBus } from './presence-bus';
 
 /** The longest a timer is set for; a later change is re-checked then. */
@@ -66,10 +66,8 @@ export interface LivePresenceOptions {
 
 interface Watcher {
   viewer: Viewer;
-  userIds: ReadonlySet<UserId>;
-  /** What this subscriber was last sent, per user, as a comparable key. */
-  sent: Map<UserId, string>;
-  queue: EventQueue<UserStatus>;
+  /** The users watched and what this subscriber was told of each, packed. */
+  queue: SubscriberQueue;
 }
 
 export class LivePresence {
@@ -115,13 +113,8 @@ export class LivePresence {
    * frees everything kept for it.
    */
   async watch(userIds: readonly UserId[], viewer: Viewer): Promise<AsyncIterableIterator<UserStatus>> {
-    const ids = new Set(userIds);
-    const watcher: Watcher = {
-      viewer,
-      userIds: ids,
-      sent: new Map(),
-      queue: new EventQueue<UserStatus>((status) => status.userId, () => this.#unwatch(watcher)),
-    };
+    const watcher: Watcher = { viewer, queue: new SubscriberQueue(userIds, () => this.#unwatch(watcher)) };
+    const ids = watcher.queue.ids;
     const newlyWatched = [...ids].filter((id) => !this.#watchers.has(id));
     for (const id of ids) {
       let set = this.#watchers.get(id);
@@ -132,7 +125,7 @@ export class LivePresence {
     try {
       await this.#schedule(newlyWatched, false);
       const statuses = await this.#options.readStatuses([...ids], viewer, { fresh: false });
-      for (const status of statuses) this.#send(watcher, status);
+      for (const status of statuses) watcher.queue.offer(status);
       this.#recheckRecentChanges(ids);
     } catch (error) {
       await watcher.queue.return();
@@ -222,8 +215,10 @@ export class LivePresence {
       await Promise.all(
         [...byViewer].map(async ([viewer, group]) => {
           const statuses = await this.#options.readStatuses([...group.ids], viewer, { fresh });
-          for (const watcher of group.watchers) {
-            for (const status of statuses) if (watcher.userIds.has(status.userId)) this.#send(watcher, status);
+          for (const status of statuses) {
+            for (const watcher of this.#watchers.get(status.userId) ?? []) {
+              if (group.watchers.has(watcher)) watcher.queue.offer(status);
+            }
           }
         }),
       );
@@ -291,16 +286,9 @@ export class LivePresence {
     if (due.length > 0) this.changed(due);
   }
 
-  #send(watcher: Watcher, status: UserStatus): void {
-    const key = visibleKey(status);
-    if (watcher.sent.get(status.userId) === key) return;
-    watcher.sent.set(status.userId, key);
-    watcher.queue.push(status);
-  }
-
   #unwatch(watcher: Watcher): void {
     this.#subscriptions--;
-    for (const id of watcher.userIds) {
+    for (const id of watcher.queue.ids) {
       const set = this.#watchers.get(id);
       set?.delete(watcher);
       if (set?.size === 0) {
@@ -309,16 +297,4 @@ export class LivePresence {
       }
     }
   }
-}
-
-// Private: what a change is, to a subscriber. While a user is online their
-// lastSeen moves with every heartbeat, which is not news; when they go offline,
-// when they were last seen is.
-function visibleKey(status: UserStatus): string {
-  return JSON.stringify([
-    status.state,
-    status.statusText,
-    status.manualStatus,
-    status.online ? null : (status.lastSeen?.getTime() ?? null),
-  ]);
 }

@@ -5,6 +5,13 @@
  *
  * Labels are bounded by Pulse itself (outcomes, route names, GraphQL root fields),
  * never by caller-supplied strings, so a client cannot blow up cardinality.
+ *
+ * In a worker of a cluster (PULSE_WORKERS > 1), the primary sums every worker's
+ * registry into one answer for the instance (src/cluster/instance-metrics.ts):
+ * Pulse's series keep their names and mean the whole instance. Only what is
+ * meaningless summed carries a `worker` label: the process's own figures
+ * (memory, CPU, event loop lag), and a per-worker copy of heartbeats and requests
+ * that shows how evenly the workers share the load.
  */
 import type pg from 'pg';
 import type { ReplicaHealth } from '../db/read-replicas';
@@ -17,6 +24,10 @@ export interface Metrics {
   readonly statements: Counter;
   readonly requestDuration: Histogram<'operation'>;
   readonly jobRuns: Counter<'job' | 'outcome'>;
+  /** Event streams refused: client_limit (429) or process_full (503). */
+  readonly streamsRefused: Counter<'reason'>;
+  /** Requests refused by a per-client rate (sign-up, search): 429 RATE_LIMITED. */
+  readonly rateLimited: Counter<'action'>;
   /** Reports the pool's occupancy on every scrape. */
   observePool(pool: pg.Pool): void;
   /** Reports live presence's subscriptions, watched users and timers on every scrape. */
@@ -30,9 +41,15 @@ export interface Metrics {
 }
 
 
-export function createMetrics(): Metrics {
+export interface MetricsOptions {
+  /** In a worker of a cluster: its slot (1..PULSE_WORKERS), the value of the `worker` label. */
+  worker?: number | null;
+}
+
+export function createMetrics(options: MetricsOptions = {}): Metrics {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'pulse_process_' });
+  const worker = options.worker ? String(options.worker) : null;
+  collectDefaultMetrics({ register: registry, prefix: 'pulse_process_', ...(worker ? { labels: { worker } } : {}) });
 
   const heartbeats = new Counter({
     name: 'pulse_heartbeats_total',
@@ -65,6 +82,18 @@ export function createMetrics(): Metrics {
     registers: [registry],
   });
 
+  const streamsRefused = new Counter({
+    name: 'pulse_streams_refused_total',
+    help: 'Event streams refused: client_limit (STREAMS_PER_CLIENT reached, 429) or process_full (STREAMS_MAX reached, 503)',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  });
+  const rateLimited = new Counter({
+    name: 'pulse_rate_limited_total',
+    help: 'Requests refused with RATE_LIMITED (429) by a per-client rate, by action (signup, search)',
+    labelNames: ['action'] as const,
+    registers: [registry],
+  });
   const replicaReads = new Counter({
     name: 'pulse_replica_reads_total',
     help: 'Reads a read replica may serve, by route: replica (served by one), primary (no replica in good standing), fallback (a replica failed under the read; it ran again on the primary)',
@@ -77,6 +106,31 @@ export function createMetrics(): Metrics {
     labelNames: ['replica'] as const,
     registers: [registry],
   });
+
+  if (worker) {
+    // Read from the instance-wide series at scrape time, so the hot path counts once.
+    new Counter({
+      name: 'pulse_worker_heartbeats_total',
+      help: 'pulse_heartbeats_total of one worker process (label worker), by outcome',
+      labelNames: ['worker', 'outcome'] as const,
+      registers: [registry],
+      async collect() {
+        this.reset();
+        for (const { labels, value } of (await heartbeats.get()).values) this.inc({ worker, outcome: String(labels.outcome) }, value);
+      },
+    });
+    new Counter({
+      name: 'pulse_worker_requests_total',
+      help: 'Requests (GraphQL operations and REST routes) answered by one worker process (label worker)',
+      labelNames: ['worker'] as const,
+      registers: [registry],
+      async collect() {
+        const counts = (await requestDuration.get()).values.filter((v) => v.metricName === 'pulse_request_duration_seconds_count');
+        this.reset();
+        this.inc({ worker }, counts.reduce((sum, v) => sum + v.value, 0));
+      },
+    });
+  }
 
   // A gauge read on every scrape, rather than kept up to date on every change.
   const gauge = (name: string, help: string, read: () => number) =>
@@ -96,6 +150,8 @@ export function createMetrics(): Metrics {
     statements,
     requestDuration,
     jobRuns,
+    streamsRefused,
+    rateLimited,
     observePool(pool) {
       gauge('pulse_db_pool_in_use', 'Pool connections running a statement', () => pool.totalCount - pool.idleCount);
       gauge('pulse_db_pool_idle', 'Pool connections open and idle', () => pool.idleCount);

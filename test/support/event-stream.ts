@@ -10,6 +10,8 @@ export interface StreamEvent {
 
 export interface Subscription {
   status: number;
+  /** The response's headers (e.g. x-pulse-worker: which worker of a cluster holds the stream). */
+  headers: Headers;
   events: StreamEvent[];
   /** Resolves with the first event (already received or still to come) that matches. */
   next(match: (event: StreamEvent) => boolean, timeoutMs?: number): Promise<StreamEvent>;
@@ -76,6 +78,7 @@ export async function subscribe(
 
   return {
     status: response.status,
+    headers: response.headers,
     events,
     completed,
     next(match, timeoutMs = 15_000) {

@@ -23,6 +23,10 @@ export function testConfig(env: Record<string, string | undefined>): Config {
     JWT_SECRET: TEST_JWT_SECRET,
     NODE_ENV: 'test',
     SHUTDOWN_DRAIN_MS: '0',
+    // Every test client is 127.0.0.1: per-client rates are tested where they are
+    // the subject (test/client-limits.test.ts), not in every file that signs up.
+    SIGNUP_RATE: 'off',
+    SEARCH_RATE: 'off',
     ...env,
   });
 }
