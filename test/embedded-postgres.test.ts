@@ -7,7 +7,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { startPulse } from '../src/app';
-import { EmbeddedPostgresError, explainStartFailure, firstBlockedFolder, startEmbeddedPostgres } from '../src/db/embedded-postgres';
+import { EmbeddedPostgresError, explainPostgresOutput, firstBlockedFolder, startEmbeddedPostgres } from '../src/db/embedded-postgres';
 import { silentLogger } from '../src/logger';
 import { freePort } from './support/free-port';
 import { testConfig } from './support/test-server';
@@ -89,7 +89,7 @@ describe('firstBlockedFolder', () => {
   });
 });
 
-describe('explainStartFailure', () => {
+describe('explainPostgresOutput', () => {
   it.each([
     ['LOG:  could not bind IPv4 address "127.0.0.1": Address already in use', /Port 5 is already in use/],
     ['FATAL:  lock file "postmaster.pid" already exists', /Another PostgreSQL is already using \/d/],
@@ -97,7 +97,7 @@ describe('explainStartFailure', () => {
     ['FATAL:  could not open file "global/pg_control": Permission denied', /cannot read its files in \/d/],
     ['FATAL:  something else entirely', /stopped during startup: FATAL:  something else entirely/],
   ])('explains %j', (output, expected) => {
-    expect(explainStartFailure(output, '/d', 5)).toMatch(expected);
+    expect(explainPostgresOutput(output, '/d', 5)).toMatch(expected);
   });
 });
 

@@ -14,19 +14,11 @@ import { createLogger, silentLogger } from '../src/logger';
 import { freePort } from './support/free-port';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
 import { startTestServer, type GraphQLReply, type TestServer } from './support/test-server';
+import { eventually } from './support/eventually';
 
 const STATUS = '{ status(id: "1") { userId } }';
 const ok = (reply: GraphQLReply) => reply.status === 200 && !reply.body.errors;
 const code = (reply: GraphQLReply) => reply.body.errors?.[0]?.extensions?.code;
-
-async function eventually<T>(what: string, attempt: () => Promise<T | undefined>, limitMs = 20_000): Promise<T> {
-  for (const started = Date.now(); Date.now() - started < limitMs; ) {
-    const value = await attempt().catch(() => undefined);
-    if (value !== undefined) return value;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`gave up waiting for ${what}`);
-}
 
 describe('on a shared database', () => {
   let t: TestDatabase;
@@ -52,8 +44,8 @@ describe('on a shared database', () => {
       expect(rowCount).toBeGreaterThan(0);
       await eventually('the terminated backends to be gone', async () => {
         const { rows } = await admin.query("select count(*)::int as n from pg_stat_activity where application_name = 'pulse' and datname = current_database()");
-        return rows[0].n === 0 ? true : undefined;
-      });
+        return rows[0].n === 0;
+      }, 20_000);
     } finally {
       await admin.end();
     }
@@ -197,7 +189,7 @@ describe('a database restart', () => {
       }
 
       database = await startEmbeddedPostgres({ clusterDir, port, logger: silentLogger });
-      await eventually('service to resume', async () => (ok(await heartbeat()) ? true : undefined));
+      await eventually('service to resume', async () => ok(await heartbeat()), 20_000);
       for (let i = 0; i < 20; i++) await heartbeat();
 
       const { rows } = await sql<{ user_id: string }>`select user_id from pulse`.execute(server.pulse.db);

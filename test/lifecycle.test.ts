@@ -9,6 +9,7 @@ import { startPulse, StartupError } from '../src/app';
 import { createLogger } from '../src/logger';
 import { createEmptyDatabase } from './support/test-database';
 import { testConfig } from './support/test-server';
+import { eventually } from './support/eventually';
 
 // An empty database that Pulse migrates itself, so every session on it is Pulse's.
 let t: Awaited<ReturnType<typeof createEmptyDatabase>>;
@@ -29,14 +30,6 @@ async function pulseSessions(): Promise<string[]> {
   } finally {
     await admin.end();
   }
-}
-
-/** Waits until `check` holds (a closed session leaves pg_stat_activity a moment after its socket). */
-async function eventually(what: string, check: () => Promise<boolean>, limitMs = 10_000): Promise<void> {
-  for (const started = Date.now(); Date.now() - started < limitMs; await new Promise((r) => setTimeout(r, 100))) {
-    if (await check()) return;
-  }
-  throw new Error(`gave up waiting for ${what}`);
 }
 
 /** Repeating timers (setInterval) created while `work` runs and not cleared since. */

@@ -15,6 +15,7 @@ import { freePort } from './support/free-port';
 import { subscribe, type StreamEvent, type Subscription } from './support/event-stream';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
 import { startTestServer, TEST_JWT_SECRET, type TestServer } from './support/test-server';
+import { eventually } from './support/eventually';
 
 const WATCH = 'subscription ($ids: [ID!]) { presenceChanged(ids: $ids) { userId online lastSeen } }';
 const THRESHOLD_SECONDS = 2;
@@ -123,7 +124,7 @@ describe.each(buses)('with the %s bus', (_bus, busEnv) => {
 
   it('frees what a subscriber watched when it leaves', async () => {
     // The earlier tests' subscribers have left.
-    await eventually(() => a.pulse.live.size.subscriptions === 0);
+    await eventually('the subscription to be gone', () => a.pulse.live.size.subscriptions === 0);
     expect(a.pulse.live.size).toEqual({ subscriptions: 0, watchedUsers: 0, deadlines: 0 });
     const s = await watch(a, ['51', '52']);
     await s.next(isStatus('52', false));
@@ -131,7 +132,7 @@ describe.each(buses)('with the %s bus', (_bus, busEnv) => {
     await s.next(isStatus('51', true));
     expect(a.pulse.live.size).toEqual({ subscriptions: 1, watchedUsers: 2, deadlines: 1 });
     s.close();
-    await eventually(() => a.pulse.live.size.subscriptions === 0);
+    await eventually('the subscription to be gone', () => a.pulse.live.size.subscriptions === 0);
     expect(a.pulse.live.size).toEqual({ subscriptions: 0, watchedUsers: 0, deadlines: 0 });
   });
 });
@@ -274,7 +275,7 @@ describe('a server that dies', () => {
     const s = await subscribe(`${watcher.pulse.graphqlUrl}/stream`, WATCH, { variables: { ids: ['61'] } });
     try {
       await s.next(isStatus('61', false));
-      await eventually(async () => (await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => null))?.ok === true, 45_000);
+      await eventually('Pulse to be ready', async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).ok, 45_000);
       const token = jwt.sign({ sub: '61' }, TEST_JWT_SECRET, { algorithm: 'HS256' });
       const beat = await fetch(`http://127.0.0.1:${port}/pulse`, { method: 'POST', headers: { authorization: `Bearer ${token}` } });
       expect(beat.status).toBe(204);
@@ -291,10 +292,3 @@ describe('a server that dies', () => {
   });
 });
 
-async function eventually(check: () => boolean | Promise<boolean>, limitMs = 10_000): Promise<void> {
-  for (const started = Date.now(); Date.now() - started < limitMs; ) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error('gave up waiting');
-}

@@ -7,6 +7,7 @@ import { sql } from 'kysely';
 import { createLogger } from '../src/logger';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
 import { startTestServer, type TestServer } from './support/test-server';
+import { eventually } from './support/eventually';
 
 let t: TestDatabase;
 let server: TestServer;
@@ -66,7 +67,7 @@ it('logs a lost database connection as the error alone (type, message, SQLSTATE,
   } finally {
     await admin.end();
   }
-  const line = await eventually(() => lines.find((l) => l.includes('"database: connection lost"')));
+  const line = await eventually('the connection loss to be logged', () => lines.find((l) => l.includes('"database: connection lost"')));
   const logged = JSON.parse(line);
   expect(Object.keys(logged.error).sort()).toEqual(['code', 'message', 'stack', 'type']);
   expect(logged.error).toMatchObject({ type: 'DatabaseError', code: '57P01', message: expect.stringMatching(/terminating connection/) });
@@ -99,10 +100,3 @@ it('never writes a password or a token, wherever it hides', () => {
   expect(JSON.parse(out[0]!).error.cause).toMatchObject({ type: 'TypeError', code: 'ERR_INVALID_URL', message: 'Invalid URL' });
 });
 
-async function eventually<T>(find: () => T | undefined, limitMs = 10_000): Promise<T> {
-  for (const started = Date.now(); Date.now() - started < limitMs; await new Promise((r) => setTimeout(r, 50))) {
-    const found = find();
-    if (found !== undefined) return found;
-  }
-  throw new Error('gave up waiting');
-}

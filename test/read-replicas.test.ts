@@ -11,6 +11,7 @@ import { freePort } from './support/free-port';
 import { subscribe } from './support/event-stream';
 import { startStreamingReplica, streamingReplicaUnavailable, type StreamingReplica } from './support/streaming-replica';
 import { startTestServer, type GraphQLReply, type TestServer } from './support/test-server';
+import { eventually } from './support/eventually';
 
 const unavailable = streamingReplicaUnavailable();
 if (unavailable) {
@@ -21,17 +22,6 @@ const describeWithReplica = unavailable ? describe.skip : describe;
 
 const MAX_LAG_SECONDS = 2;
 const ok = (reply: GraphQLReply) => reply.status === 200 && !reply.body.errors;
-
-async function eventually<T>(what: string, attempt: () => Promise<T | undefined> | T | undefined, limitMs = 30_000): Promise<T> {
-  for (const started = Date.now(); Date.now() - started < limitMs; ) {
-    const value = await Promise.resolve()
-      .then(attempt)
-      .catch(() => undefined);
-    if (value !== undefined) return value;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`gave up waiting for ${what}`);
-}
 
 describeWithReplica('read replicas', () => {
   let replica: StreamingReplica;
@@ -78,7 +68,7 @@ describeWithReplica('read replicas', () => {
 
   async function replicaServing(): Promise<void> {
     await replica.caughtUp();
-    await eventually('the replica to serve reads', () => (replicaState() === 'serving' ? true : undefined));
+    await eventually('the replica to serve reads', () => replicaState() === 'serving', 30_000);
   }
 
   it('serves status reads (GraphQL, REST, search) from the replica, and mutations and their answers from the primary', async () => {
@@ -134,7 +124,7 @@ describeWithReplica('read replicas', () => {
       expect(ok(reply)).toBe(true);
       expect(reply.body.data!.status.online).toBe(true);
     }
-    await eventually('the replica to be marked down', () => (replicaState() === 'down' ? true : undefined));
+    await eventually('the replica to be marked down', () => replicaState() === 'down', 30_000);
     expect(logLines.some((line) => /read replica .* unreachable/.test(line))).toBe(true);
     const down = await metricsText();
     expect(down).toMatch(/pulse_read_replica_down_total\{replica="127\.0\.0\.1:\d+\/pulse"\} [1-9]/);
@@ -158,7 +148,7 @@ describeWithReplica('read replicas', () => {
     try {
       // Written on the primary; the paused replica does not apply it.
       await server.graphql('mutation { heartbeat { online } }', { token: dana.token });
-      await eventually('the replica to be skipped as lagging', () => (replicaState() === 'lagging' ? true : undefined));
+      await eventually('the replica to be skipped as lagging', () => replicaState() === 'lagging', 30_000);
       expect(logLines.some((line) => /read replica .* behind the primary \(more than READ_REPLICA_MAX_LAG_SECONDS/.test(line))).toBe(true);
       const lag = /pulse_read_replica_lag_seconds\{replica="[^"]+"\} ([\d.]+)/.exec(await metricsText());
       expect(Number(lag?.[1])).toBeGreaterThan(MAX_LAG_SECONDS);

@@ -203,7 +203,7 @@ describe('searchUsers', () => {
 
   it('is served by the name indexes, not by reading the whole table', async () => {
     // The plans at a million users, with timings, are in docs/users.md
-    // (bench/search-plan.ts). Here: the indexes match the statement's expressions.
+    // (bench/users-plans.ts). Here: the indexes match the statement's expressions.
     await sql`
       insert into users (name)
       select 'user' || g || ' ' || md5(g::text) from generate_series(1, 20000) as g

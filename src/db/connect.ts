@@ -32,19 +32,18 @@ export async function connectDatabase(
     connectionTimeoutMs: config.database.connectionTimeoutMs,
     statementTimeoutMs: config.database.statementTimeoutMs,
     logger,
-    onStatement: options.onStatement,
   };
 
   if (config.database.url) {
     const pool = createPool({ url: config.database.url, ...poolOptions });
-    const db = createDatabase({ url: config.database.url, ...poolOptions, pool });
+    const db = createDatabase({ pool, onStatement: options.onStatement });
     return { db, pool, url: config.database.url, description: redactUrl(config.database.url), close: () => db.destroy() };
   }
 
   const clusterDir = path.join(config.dataDir, 'postgres');
   const embedded = await startEmbeddedPostgres({ clusterDir, port: config.database.embeddedPort, logger });
   const pool = createPool({ url: embedded.url, ...poolOptions });
-  const db = createDatabase({ url: embedded.url, ...poolOptions, pool });
+  const db = createDatabase({ pool, onStatement: options.onStatement });
   return {
     db,
     pool,

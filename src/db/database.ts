@@ -7,7 +7,7 @@
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import type { Logger } from '../logger';
-import type { PulseDatabase } from './schema';
+import type { PulseDatabase } from './tables';
 
 export interface DatabaseOptions {
   url: string;
@@ -25,19 +25,6 @@ export interface DatabaseOptions {
 }
 
 export type Database = Kysely<PulseDatabase>;
-
-/** The pool's occupancy, for load shedding and metrics. */
-export interface PoolStats {
-  /** Connections open (in use + idle). */
-  total: number;
-  idle: number;
-  /** Requests waiting for a connection. */
-  waiting: number;
-}
-
-export function poolStats(pool: pg.Pool): PoolStats {
-  return { total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount };
-}
 
 /**
  * The process's pool. Pass it to {@link createDatabase}; keep it to read its stats.
@@ -75,8 +62,11 @@ export function createPool(options: Omit<DatabaseOptions, 'onStatement'>): pg.Po
   return pool;
 }
 
-export function createDatabase(options: DatabaseOptions & { pool?: pg.Pool }): Database {
-  const pool = options.pool ?? createPool(options);
+/** Kysely over a pool the caller made (the process's pool), or over one of its own made from the options. */
+export type DatabaseOverPool = { pool: pg.Pool; onStatement?: (sql: string) => void };
+
+export function createDatabase(options: DatabaseOptions | DatabaseOverPool): Database {
+  const pool = 'pool' in options ? options.pool : createPool(options);
   const onStatement = options.onStatement;
   return new Kysely<PulseDatabase>({
     dialect: new PostgresDialect({ pool }),

@@ -81,7 +81,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   // Check the port first: if another PostgreSQL holds it, polling for readiness
   // could reach that server and mistake it for ours.
   if (!(await portIsFree(port))) {
-    throw new EmbeddedPostgresError(explainStartFailure('Address already in use', clusterDir, port));
+    throw new EmbeddedPostgresError(explainPostgresOutput('Address already in use', clusterDir, port));
   }
   const child = await startServer(bin.postgres, clusterDir, port, runAs, options.startTimeoutMs ?? 30_000);
   // If Pulse dies without stopping the server, ask it to shut down: it runs in its
@@ -276,7 +276,7 @@ function startServer(binary: string, clusterDir: string, port: number, runAs: Ru
         ),
       );
     });
-    child.on('exit', () => fail(new EmbeddedPostgresError(explainStartFailure(output, clusterDir, port))));
+    child.on('exit', () => fail(new EmbeddedPostgresError(explainPostgresOutput(output, clusterDir, port))));
     const timer = setTimeout(
       () => fail(new EmbeddedPostgresError(`The embedded PostgreSQL did not accept connections within ${timeoutMs / 1000} s: ${lastMeaningfulLine(output)}.`)),
       timeoutMs,
@@ -303,7 +303,7 @@ function startServer(binary: string, clusterDir: string, port: number, runAs: Ru
 }
 
 /** Turns what PostgreSQL printed before exiting into one actionable sentence. */
-export function explainStartFailure(output: string, clusterDir: string, port: number): string {
+export function explainPostgresOutput(output: string, clusterDir: string, port: number): string {
   if (/Address already in use|could not create any TCP\/IP sockets/.test(output)) {
     return `Port ${port} is already in use, so the embedded PostgreSQL cannot listen on it: set EMBEDDED_PG_PORT to a free port, stop whatever uses ${port}, or set DATABASE_URL.`;
   }

@@ -97,15 +97,7 @@ export class ReadReplicas {
         logger: options.logger,
         applicationName: 'pulse-read',
       });
-      const db = createDatabase({
-        url,
-        pool,
-        poolMax: options.poolMax,
-        connectionTimeoutMs: options.connectionTimeoutMs,
-        statementTimeoutMs: options.statementTimeoutMs,
-        logger: options.logger,
-        onStatement: options.onStatement,
-      });
+      const db = createDatabase({ pool, onStatement: options.onStatement });
       return { name: replicaName(url), pool, db, state: 'starting' as ReplicaState, lagSeconds: null };
     });
   }

@@ -7,10 +7,11 @@
  *  - manual status and privacy changes: published on the bus by whoever made them;
  *  - going offline, or a manual status expiring: nothing happens at all, so this
  *    process keeps, for every watched user, the moment their status would change
- *    by itself (threshold passed, expiry reached), and re-reads them then. The cost follows the watched users, never the size of
- *    the pulse table, and needs no index on last_hb. Every process that watches a
- *    user keeps its own deadline, so the user goes offline for its subscribers
- *    even if the process that took their last heartbeat has died.
+ *    by itself (threshold passed, expiry reached), and re-reads them then. The
+ *    cost follows the watched users, never the size of the pulse table, and needs
+ *    no index on last_hb. Every process that watches a user keeps its own
+ *    deadline, so the user goes offline for its subscribers even if the process
+ *    that took their last heartbeat has died.
  *
  * Changes are coalesced for a few milliseconds and then re-read in one statement
  * per viewer, through the same read (and privacy rules) as queries; a subscriber

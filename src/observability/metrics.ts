@@ -17,8 +17,6 @@ import type pg from 'pg';
 import type { ReplicaHealth } from '../db/read-replicas';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
-export type HeartbeatOutcome = 'accepted' | 'rejected' | 'limited' | 'written' | 'skipped' | 'failed';
-
 export interface Metrics {
   readonly registry: Registry;
   readonly heartbeats: Counter<'outcome'>;

@@ -72,10 +72,6 @@ export class PresenceService {
       : null;
   }
 
-  get thresholdSeconds(): number {
-    return this.#thresholdSeconds;
-  }
-
   /**
    * Marks `userId` alive now and returns their status after the write has
    * committed. A repeat within the rate-limit interval gets the first heartbeat's

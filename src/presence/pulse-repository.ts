@@ -1,5 +1,9 @@
 /**
- * All SQL on the pulse table. Plain functions that take the database first.
+ * The statements that write the pulse table (heartbeats, retention) and its reads
+ * of pulse alone. Plain functions that take the database first. Two statements
+ * elsewhere also read pulse, each on purpose in one statement with another table:
+ * the status read (status-repository.ts, pulse with presence_settings and follows)
+ * and the INVISIBLE snapshot of last seen (users/settings-repository.ts).
  *
  * Two rules shape every statement here:
  *  - The database clock is the only clock. `now()` and the threshold comparison

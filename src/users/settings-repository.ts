@@ -1,7 +1,9 @@
 /**
  * All SQL on the presence_settings table. Plain functions that take the database
  * first. Reading the settings for a status is not here: the status read joins
- * them in its one statement (src/presence/status-repository.ts).
+ * them in its one statement (src/presence/status-repository.ts). One statement
+ * here reads pulse: choosing INVISIBLE snapshots the user's last heartbeat in the
+ * same statement as the write, one round trip.
  */
 import { sql } from 'kysely';
 import type { Database } from '../db/database';

@@ -7,11 +7,10 @@
  * a users row.
  */
 import type { Database } from '../db/database';
-import { InvalidInputError } from '../errors';
 import type { Visibility } from '../presence/status-repository';
 import type { UserId } from '../presence/user-id';
 import type { ManualStatus } from '../presence/user-status';
-import { hasControlCharacter } from './user-name';
+import { parseText } from './parse-text';
 import { findPrivacy, upsertManualStatus, upsertPrivacy, type PrivacyRow } from './settings-repository';
 
 /** The longest status text, in characters. */
@@ -43,14 +42,8 @@ export class SettingsService {
    * leaves it AUTO at once.
    */
   async setStatus(userId: UserId, status: ManualStatus, text: string | null, expiresAt: Date | null): Promise<void> {
-    const trimmed = text?.trim() || null;
-    const length = trimmed === null ? 0 : [...trimmed].length;
-    if (length > MAX_STATUS_TEXT) {
-      throw new InvalidInputError(`Invalid text: ${length} characters, expected at most ${MAX_STATUS_TEXT}`);
-    }
-    if (trimmed !== null && hasControlCharacter(trimmed)) {
-      throw new InvalidInputError('Invalid text: it contains a control character (such as a newline or tab)');
-    }
+    // Blank text is no text, not a mistake.
+    const trimmed = text?.trim() ? parseText('text', text, MAX_STATUS_TEXT) : null;
     await upsertManualStatus(this.#db, userId, { status, text: trimmed, expiresAt });
     this.#onPresenceChange([userId]);
   }

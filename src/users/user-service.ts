@@ -10,7 +10,8 @@ import type { UserId } from '../presence/user-id';
 import { deleteFollow, findFollowees, findFollowers, insertFollow } from './follow-repository';
 import { decodeSearchCursor, encodeSearchCursor } from './search-cursor';
 import { userFromRow, type User } from './user';
-import { hasControlCharacter, MAX_NAME_LENGTH, parseUserName } from './user-name';
+import { parseText } from './parse-text';
+import { MAX_NAME_LENGTH, parseUserName } from './user-name';
 import { findUsersByIds, insertUser, searchUsersByName } from './user-repository';
 
 /** The most results one search page may hold. */
@@ -71,15 +72,8 @@ export class UserService {
    * from a previous page of the same search.
    */
   async searchUsers(query: string, first: number, after: string | null): Promise<UserPage> {
-    const trimmed = query.trim();
+    const trimmed = parseText('query', query, MAX_NAME_LENGTH);
     const length = [...trimmed].length;
-    if (length === 0) throw new InvalidInputError('Invalid query: it is empty; expected 1 to 64 characters');
-    if (length > MAX_NAME_LENGTH) {
-      throw new InvalidInputError(`Invalid query: ${length} characters, expected at most ${MAX_NAME_LENGTH}`);
-    }
-    if (hasControlCharacter(trimmed)) {
-      throw new InvalidInputError('Invalid query: it contains a control character (such as a newline or tab)');
-    }
     if (!Number.isInteger(first) || first < 1 || first > MAX_SEARCH_PAGE) {
       throw new InvalidInputError(`Invalid first ${first}: expected 1 to ${MAX_SEARCH_PAGE}`);
     }

@@ -8,15 +8,19 @@ import path from 'node:path';
 import { startPulse, type Pulse } from '../../src/app';
 import { loadConfig, type Config } from '../../src/config';
 import { silentLogger, type Logger } from '../../src/logger';
+import { parseUserId } from '../../src/presence/user-id';
 
 export const TEST_JWT_SECRET = 'test-secret-that-is-at-least-32-characters-long';
 
+/**
+ * A configuration for a test Pulse. `env` should name a PULSE_DATA_DIR the caller
+ * removes ({@link startTestServer} makes and removes one of its own).
+ */
 export function testConfig(env: Record<string, string | undefined>): Config {
   return loadConfig({
     HOST: '127.0.0.1',
     PORT: '0',
     JWT_SECRET: TEST_JWT_SECRET,
-    PULSE_DATA_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'pulse-data-')),
     NODE_ENV: 'test',
     SHUTDOWN_DRAIN_MS: '0',
     // Every test client is 127.0.0.1: per-client rates are tested where they are
@@ -48,7 +52,16 @@ export interface GraphQLReply {
 
 export async function startTestServer(env: Record<string, string | undefined>, logger: Logger = silentLogger): Promise<TestServer> {
   const statements: string[] = [];
-  const pulse = await startPulse(testConfig(env), logger, { onStatement: (sql) => statements.push(sql) });
+  // Its own data folder, removed when it stops (or fails to start).
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pulse-data-'));
+  const removeDataDir = () => fs.rmSync(dataDir, { recursive: true, force: true });
+  let pulse: Pulse;
+  try {
+    pulse = await startPulse(testConfig({ PULSE_DATA_DIR: dataDir, ...env }), logger, { onStatement: (sql) => statements.push(sql) });
+  } catch (error) {
+    removeDataDir();
+    throw error;
+  }
   const server: TestServer = {
     pulse,
     statements,
@@ -64,14 +77,14 @@ export async function startTestServer(env: Record<string, string | undefined>, l
       });
       return { status: response.status, body: (await response.json()) as GraphQLReply['body'] };
     },
-    token: (userId, expiresInSeconds = 3600) => pulse.tokens.sign(userId as never, expiresInSeconds),
+    token: (userId, expiresInSeconds = 3600) => pulse.tokens.sign(parseUserId(userId), expiresInSeconds),
     async signUp(name) {
       const reply = await server.graphql('mutation ($name: String!) { createUser(name: $name) { user { id name } token } }', { variables: { name } });
       if (reply.body.errors) throw new Error(`sign-up of ${JSON.stringify(name)} refused: ${reply.body.errors[0]!.message}`);
       const { user, token } = reply.body.data!.createUser;
       return { id: user.id, name: user.name, token };
     },
-    stop: () => pulse.stop(),
+    stop: () => pulse.stop().finally(removeDataDir),
   };
   return server;
 }
