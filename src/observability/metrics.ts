@@ -17,6 +17,9 @@ import type pg from 'pg';
 import type { ReplicaHealth } from '../db/read-replicas';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
+/** The `outcome` label of pulse_heartbeats_total. */
+type HeartbeatOutcomeLabel = 'accepted' | 'rejected' | 'limited' | 'written' | 'skipped' | 'failed';
+
 export interface Metrics {
   readonly registry: Registry;
   readonly heartbeats: Counter<'outcome'>;
@@ -197,7 +200,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
 
   // Every known label value starts at 0, so rates and alerts see a series from
   // the first scrape instead of "no data" until the first increment.
-  for (const outcome of ['accepted', 'rejected', 'limited', 'written', 'skipped', 'failed'] satisfies HeartbeatOutcome[]) heartbeats.inc({ outcome }, 0);
+  for (const outcome of ['accepted', 'rejected', 'limited', 'written', 'skipped', 'failed'] satisfies HeartbeatOutcomeLabel[]) heartbeats.inc({ outcome }, 0);
   for (const route of ['graphql', 'stream', 'rest']) shedRequests.inc({ route }, 0);
   for (const outcome of ['ok', 'skipped', 'failed']) jobRuns.inc({ job: 'retention', outcome }, 0);
   for (const code of ERROR_CODES) graphqlErrors.inc({ code }, 0);
