@@ -163,7 +163,9 @@ export async function startStreamingReplica(database = 'pulse'): Promise<Streami
     startReplica: () => start(replicaDir),
     query,
     async caughtUp() {
-      const [{ lsn }] = await query('primary', 'select pg_current_wal_lsn()::text as lsn');
+      // The insert position, not pg_current_wal_lsn() (the write position): with
+      // synchronous_commit off, a commit already answered may not be written yet.
+      const [{ lsn }] = await query('primary', 'select pg_current_wal_insert_lsn()::text as lsn');
       for (;;) {
         const [{ done }] = await query('replica', 'select pg_last_wal_replay_lsn() >= $1::pg_lsn as done', [lsn]);
         if (done) return;
