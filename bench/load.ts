@@ -93,7 +93,7 @@ async function main(): Promise<void> {
 // here with node:crypto's HMAC rather than jsonwebtoken's sign, which takes
 // most of a millisecond per token: a hundred thousand users would spend over a
 // minute signing before every run. Pulse verifies them with jsonwebtoken like any other token.
-function signTokens(spec: LoadSpec): string[] {
+export function signTokens(spec: Pick<LoadSpec, 'users' | 'firstUserId' | 'jwtSecret'>): string[] {
   const header = Buffer.from(JSON.stringify({ alg: 'HS256', typ: 'JWT' })).toString('base64url');
   const exp = Math.floor(Date.now() / 1000) + 3600;
   return Array.from({ length: spec.users }, (_, i) => {

@@ -10,8 +10,8 @@
  * connection counts (no coordinated omission). Each request carries the token of
  * the next user in a round robin over `users` ids.
  */
-import { createHmac } from 'node:crypto';
 import { Pool } from 'undici';
+import { signTokens } from './load';
 
 export interface OpenLoopSpec {
   port: number;
@@ -113,17 +113,6 @@ async function main(): Promise<void> {
     maxMs: at(1),
   };
   process.stdout.write(`${JSON.stringify(result)}\n`);
-}
-
-// Private: one HS256 token per user (see bench/load.ts).
-function signTokens(spec: OpenLoopSpec): string[] {
-  const header = Buffer.from(JSON.stringify({ alg: 'HS256', typ: 'JWT' })).toString('base64url');
-  const exp = Math.floor(Date.now() / 1000) + 3600;
-  return Array.from({ length: spec.users }, (_, i) => {
-    const payload = Buffer.from(JSON.stringify({ sub: String(spec.firstUserId + i), exp })).toString('base64url');
-    const signature = createHmac('sha256', spec.jwtSecret).update(`${header}.${payload}`).digest('base64url');
-    return `${header}.${payload}.${signature}`;
-  });
 }
 
 main().catch((error: unknown) => {

@@ -297,8 +297,8 @@ async function startParts(config: Config, logger: Logger, options: StartOptions,
         keepAliveMs: config.http.subscriptionKeepAliveMs,
       }),
       clientAddress: createClientAddress(config.limits.trustProxy),
-      // Three heartbeats per threshold: one lost heartbeat never shows a user offline.
       corsAllowedOrigins: config.http.corsAllowedOrigins,
+      // Three heartbeats per threshold: one lost heartbeat never shows a user offline.
       web: createWebAssets({ heartbeatIntervalMs: Math.min(10_000, (config.presence.thresholdSeconds * 1000) / 3) }),
     }),
   );
