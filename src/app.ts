@@ -290,6 +290,7 @@ async function startParts(config: Config, logger: Logger, options: StartOptions,
         operations: subscriptionOperations,
         admission: streamAdmission,
         stallSeconds: config.limits.streamStallSeconds,
+        keepAliveMs: config.http.subscriptionKeepAliveMs,
       }),
       multipartSubscriptions: createMultipartSubscriptions({
         operations: subscriptionOperations,
