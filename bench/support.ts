@@ -39,8 +39,15 @@ export async function benchServer(prefix: string): Promise<BenchServer> {
     const own = new URL(url);
     return { url, label: `PostgreSQL ${await serverVersion(url)} at ${own.host}`, stop: async () => {} };
   }
-  const embedded = await startScratchPostgres(prefix);
-  const forget = undoOnInterrupt('stopping the bench\'s PostgreSQL', embedded.stop);
+  // Registered before the start: an interrupt during initdb still removes the
+  // folder (the start fails and cleans up), or stops the server once it is up.
+  const starting = startScratchPostgres(prefix);
+  // A start that failed has removed its folder already: nothing left to stop.
+  const forget = undoOnInterrupt("stopping the bench's PostgreSQL", () => starting.then((server) => server.stop(), () => {}));
+  const embedded = await starting.catch((error: unknown) => {
+    forget();
+    throw error;
+  });
   return {
     url: embedded.url,
     label: `embedded PostgreSQL ${await serverVersion(embedded.url)}`,

@@ -114,6 +114,18 @@ export async function heartbeatRound(url: string, rows: number, clients: number)
   }
 }
 
+/**
+ * A connection of the bench's own (not yet connected), named `pulse-bench` on the
+ * server. A lost connection fails the query waiting on it; an idle one lost (the
+ * bench's database dropped when it is interrupted) must not end the process
+ * before the rest is undone, so its `error` event is heard and let go.
+ */
+export function benchClient(url: string): pg.Client {
+  const client = new pg.Client({ connectionString: url, application_name: 'pulse-bench' });
+  client.on('error', () => {});
+  return client;
+}
+
 /** A Kysely pool of `size` connections, as Pulse's own, named `pulse-bench` on the server. */
 export function benchPool(url: string, size: number): Database {
   return createDatabase({ url, poolMax: size, connectionTimeoutMs: 10_000, statementTimeoutMs: 60_000, logger: silentLogger, applicationName: 'pulse-bench' });
@@ -147,7 +159,7 @@ async function writer(url: string, statement: WriteStatement, rows: number, clie
   }
   const connections = await Promise.all(
     Array.from({ length: clients }, async () => {
-      const client = new pg.Client({ connectionString: url, application_name: 'pulse-bench' });
+      const client = benchClient(url);
       await client.connect();
       return client;
     }),

@@ -24,11 +24,10 @@
  *   fs.writeFileSync('database.md', databaseBenchMarkdown(result));
  */
 import os from 'node:os';
-import pg from 'pg';
 import { migrateDatabase } from '../../test/support/scratch-postgres';
 import { benchScratchDatabase, median } from '../support';
 import { count, n, pct } from './format';
-import { nodeWriteRun, heartbeatRound, statusReads } from './node-driver';
+import { benchClient, heartbeatRound, nodeWriteRun, statusReads } from './node-driver';
 import { findOnPath, pgbenchWriteRun } from './pgbench-driver';
 import {
   BATCH_SIZE,
@@ -76,8 +75,8 @@ export async function runDatabaseBench(options: DatabaseBenchOptions): Promise<D
     throw error;
   });
   progress(`databases ${small.name} and ${large.name} created; applying Pulse's migrations`);
-  const smallAdmin = new pg.Client({ connectionString: small.url, application_name: 'pulse-bench' });
-  const largeAdmin = new pg.Client({ connectionString: large.url, application_name: 'pulse-bench' });
+  const smallAdmin = benchClient(small.url);
+  const largeAdmin = benchClient(large.url);
   try {
     await migrateDatabase(small.url);
     await migrateDatabase(large.url);

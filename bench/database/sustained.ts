@@ -19,13 +19,13 @@
  * rate the server cannot take shows as achieved < offered in the report.
  */
 import os from 'node:os';
-import pg from 'pg';
+import type pg from 'pg';
 import { HeartbeatBatcher } from '../../src/presence/heartbeat-batcher';
 import type { UserId } from '../../src/presence/user-id';
 import { migrateDatabase } from '../../test/support/scratch-postgres';
 import { benchScratchDatabase, percentile } from '../support';
 import { count, n, pct } from './format';
-import { benchPool } from './node-driver';
+import { benchClient, benchPool } from './node-driver';
 import type { ServerInfo } from './results';
 import { pulseTableCounters, serverInfo, type PulseTableCounters } from './server-stats';
 import { pulseDefaults, writePulseBatch, type PulseStatementSettings } from './statements';
@@ -116,7 +116,7 @@ export async function runSustained(options: SustainedOptions): Promise<Sustained
   };
   const started = Date.now();
   const database = await benchScratchDatabase(options.url, 'pulse_bench_sustained');
-  const admin = new pg.Client({ connectionString: database.url, application_name: 'pulse-bench' });
+  const admin = benchClient(database.url);
   try {
     await migrateDatabase(database.url);
     await admin.connect();
