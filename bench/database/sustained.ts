@@ -253,10 +253,10 @@ async function drive(
         const elapsed = Math.min(performance.now() - start, totalMs);
         const due = Math.floor((elapsed * settings.rate) / 1000);
         for (; offered < due; offered++) {
-          const user = String(users[cursor]!) as UserId;
+          const user = users[cursor]!;
           cursor = (cursor + 1) % users.length;
           if (batcher.pending >= settings.backlogLimit) dropped++;
-          else batcher.submit(user).catch(ignore);
+          else batcher.submit(String(user) as UserId).catch(ignore);
         }
         if (elapsed >= nextSampleMs || elapsed >= totalMs) {
           nextSampleMs += 60_000;
