@@ -4,7 +4,6 @@
  * module takes what it needs as arguments.
  */
 import http from 'node:http';
-import { sql } from 'kysely';
 import type { AddressInfo } from 'node:net';
 import { resolveJwtSecret } from './auth/jwt-secret';
 import { createTokenIssuer, type TokenIssuer } from './auth/tokens';
@@ -15,7 +14,7 @@ import type { Database } from './db/database';
 import { findDistribution } from './db/distribute';
 import { migrateToLatest } from './db/migrator';
 import { ReadReplicas } from './db/read-replicas';
-import { checkReadiness } from './db/readiness';
+import { checkReadiness, pingDatabase } from './db/readiness';
 import type { ClusterWorker } from './cluster/worker';
 import { createContext } from './graphql/context';
 import { createApolloServer } from './graphql/apollo';
@@ -384,7 +383,7 @@ async function startReadReplicas(
 async function waitForDatabase(db: Database, description: string, attempts: number, logger: Logger): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     try {
-      await sql`select 1`.execute(db);
+      await pingDatabase(db);
       return;
     } catch (error) {
       const reason = error instanceof Error ? error.message : String(error);
