@@ -7,7 +7,7 @@ import type { Metrics } from '../observability/metrics';
 import type { LivePresence } from '../live/live-presence';
 import type { PresenceService } from '../presence/presence-service';
 import type { UserService } from '../users/user-service';
-import type { Visibility } from '../presence/status-repository';
+import type { Visibility } from '../presence/visibility';
 import { parseUserId, type UserId } from '../presence/user-id';
 import type { ManualStatus, UserStatus } from '../presence/user-status';
 import type { PrivacySettings, SettingsService } from '../users/settings-service';

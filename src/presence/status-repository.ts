@@ -17,9 +17,7 @@ import type { Database } from '../db/database';
 import { databaseTime, isoTime } from '../db/database-time';
 import type { UserId } from './user-id';
 import type { ManualStatus } from './user-status';
-
-/** Who may see a user's presence. */
-export type Visibility = 'EVERYONE' | 'CONTACTS' | 'NOBODY';
+import type { Visibility } from './visibility';
 
 /** Everything the read knows about one target, before the viewer's rules apply. */
 export interface StatusRow {
