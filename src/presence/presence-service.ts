@@ -179,10 +179,11 @@ export class PresenceService {
   /**
    * For each of `userIds` whose status will change by itself (an online user
    * going offline without another heartbeat, a manual status expiring), the
-   * milliseconds until it does, in one statement: live presence's timers.
-   * Routed as {@link statuses} is.
+   * milliseconds until it does, by user, in one statement: live presence's
+   * timers. Users with nothing pending are not in the map. Routed as
+   * {@link statuses} is.
    */
-  timesUntilChange(userIds: readonly UserId[], options: ReadOptions = {}): Promise<Array<{ user_id: string; ms_left: number }>> {
+  timesUntilChange(userIds: readonly UserId[], options: ReadOptions = {}): Promise<Map<UserId, number>> {
     return this.#read(options.fresh === true, (db) => findTimesUntilChange(db, userIds, this.#thresholdSeconds));
   }
 
