@@ -8,7 +8,7 @@ import type { LivePresence } from '../live/live-presence';
 import type { PresenceService } from '../presence/presence-service';
 import type { UserService } from '../users/user-service';
 import type { Visibility } from '../presence/visibility';
-import { parseUserId, type UserId } from '../presence/user-id';
+import { parseUserId, parseUserIds } from '../presence/user-id';
 import type { ManualStatus, UserStatus } from '../presence/user-status';
 import type { PrivacySettings, SettingsService } from '../users/settings-service';
 import type { PulseContext } from './context';
@@ -124,10 +124,4 @@ export function createPresenceResolvers(deps: PresenceResolverDependencies) {
       ),
     },
   };
-}
-
-// Private: a list of ids as the caller sent it, each checked, at most `max` of them.
-function parseUserIds(given: readonly string[], max: number): UserId[] {
-  if (given.length > max) throw new InvalidInputError(`Too many ids: ${given.length} given, at most ${max} per request`);
-  return given.map(parseUserId);
 }

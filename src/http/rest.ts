@@ -20,7 +20,7 @@ import type { TokenIssuer } from '../auth/tokens';
 import { InvalidInputError, toPulseError } from '../errors';
 import type { Metrics } from '../observability/metrics';
 import type { PresenceService } from '../presence/presence-service';
-import { parseUserId, type UserId } from '../presence/user-id';
+import { parseUserId, parseUserIds, type UserId } from '../presence/user-id';
 import type { UserStatus } from '../presence/user-status';
 import { ERROR_ANSWERS, errorHeaders, retryAfterOf } from './error-answers';
 import { sendJson } from './send-json';
@@ -68,10 +68,7 @@ export function createRestRoutes(deps: RestDependencies): RestRoutes {
   const profile = async (req: http.IncomingMessage, url: URL, res: http.ServerResponse) => {
     const given = url.searchParams.getAll('userId').flatMap((v) => v.split(','));
     if (given.length === 0) throw new InvalidInputError('Missing userId: expected ?userId=1,2,3');
-    if (given.length > deps.statusesMaxIds) {
-      throw new InvalidInputError(`Too many ids: ${given.length} given, at most ${deps.statusesMaxIds} per request`);
-    }
-    const statuses = await presence.statuses(given.map(parseUserId), await viewerOf(req));
+    const statuses = await presence.statuses(parseUserIds(given, deps.statusesMaxIds), await viewerOf(req));
     sendJson(res, 200, statuses.map(toJson));
   };
 

@@ -26,6 +26,17 @@ export function parseUserId(value: unknown): UserId {
   );
 }
 
+/**
+ * Returns the ids a caller listed, each checked by {@link parseUserId}, in the
+ * order given; more than `max` of them is refused as a whole, before any is
+ * parsed. Both REST and GraphQL check lists of ids here, so the limit speaks
+ * the same words on both.
+ */
+export function parseUserIds(given: readonly unknown[], max: number): UserId[] {
+  if (given.length > max) throw new InvalidInputError(`Too many ids: ${given.length} given, at most ${max} per request`);
+  return given.map(parseUserId);
+}
+
 // Private: show the bad value as the caller sent it, but never echo a megabyte.
 function describe(value: unknown): string {
   const text = typeof value === 'string' ? JSON.stringify(value) : String(value);
