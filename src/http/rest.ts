@@ -16,6 +16,7 @@
  * (`{ errors: [{ message, extensions: { code } }] }`) with the matching status.
  */
 import type http from 'node:http';
+import { identifyCaller } from '../auth/caller';
 import type { TokenIssuer } from '../auth/tokens';
 import { InvalidInputError, toPulseError } from '../errors';
 import type { Metrics } from '../observability/metrics';
@@ -40,9 +41,10 @@ export function createRestRoutes(deps: RestDependencies): RestRoutes {
   const { presence, tokens, metrics } = deps;
 
   const heartbeat = async (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const caller = await identifyCaller(tokens, req.headers.authorization);
     let userId;
     try {
-      userId = await tokens.authenticate(req.headers.authorization);
+      userId = caller.userId();
     } catch (error) {
       metrics?.heartbeats.inc({ outcome: 'rejected' });
       throw error;
@@ -56,14 +58,8 @@ export function createRestRoutes(deps: RestDependencies): RestRoutes {
 
   // Who is reading: the token's user, or anonymous without a token or with a bad
   // one (as over GraphQL, a read never fails on a token; it only sees less).
-  const viewerOf = async (req: http.IncomingMessage): Promise<UserId | null> => {
-    if (!req.headers.authorization) return null;
-    try {
-      return await tokens.authenticate(req.headers.authorization);
-    } catch {
-      return null;
-    }
-  };
+  const viewerOf = async (req: http.IncomingMessage): Promise<UserId | null> =>
+    (await identifyCaller(tokens, req.headers.authorization)).viewer;
 
   const profile = async (req: http.IncomingMessage, url: URL, res: http.ServerResponse) => {
     const given = url.searchParams.getAll('userId').flatMap((v) => v.split(','));
