@@ -13,7 +13,7 @@ import type { GraphQLResolveInfo } from 'graphql';
 import { identifyCaller } from '../auth/caller';
 import type { TokenIssuer } from '../auth/tokens';
 import type { Logger } from '../logger';
-import type { PresenceService } from '../presence/presence-service';
+import type { Presence } from '../presence/presence-service';
 import type { UserId } from '../presence/user-id';
 import type { UserStatus } from '../presence/user-status';
 
@@ -43,7 +43,7 @@ export interface PulseContext {
 }
 
 export interface ContextDependencies {
-  presence: PresenceService;
+  presence: Pick<Presence, 'createStatusLoader'>;
   tokens: TokenIssuer;
 }
 

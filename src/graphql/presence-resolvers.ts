@@ -5,7 +5,7 @@
 import { InvalidInputError } from '../errors';
 import type { Metrics } from '../observability/metrics';
 import type { LivePresence } from '../live/live-presence';
-import type { PresenceService } from '../presence/presence-service';
+import type { Presence } from '../presence/presence-service';
 import type { UserService } from '../users/user-service';
 import type { Visibility } from '../presence/visibility';
 import { parseUserId, parseUserIds } from '../presence/user-id';
@@ -16,7 +16,7 @@ import { toGraphQLError } from './errors';
 import { guard } from './guard';
 
 export interface PresenceResolverDependencies {
-  presence: PresenceService;
+  presence: Pick<Presence, 'heartbeat'>;
   /** Live statuses for subscriptions; absent, subscriptions are refused. */
   live?: LivePresence;
   /** The users a viewer follows: what `presenceChanged` without ids watches. */

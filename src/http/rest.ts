@@ -20,14 +20,14 @@ import { identifyCaller } from '../auth/caller';
 import type { TokenIssuer } from '../auth/tokens';
 import { InvalidInputError, toPulseError } from '../errors';
 import type { Metrics } from '../observability/metrics';
-import type { PresenceService } from '../presence/presence-service';
+import type { Presence } from '../presence/presence-service';
 import { parseUserId, parseUserIds, type UserId } from '../presence/user-id';
 import type { UserStatus } from '../presence/user-status';
 import { ERROR_ANSWERS, errorHeaders, retryAfterOf } from './error-answers';
 import { sendJson } from './send-json';
 
 export interface RestDependencies {
-  presence: PresenceService;
+  presence: Pick<Presence, 'heartbeat' | 'statuses'>;
   tokens: TokenIssuer;
   /** Most ids one `GET /status/profile` may ask for. */
   statusesMaxIds: number;

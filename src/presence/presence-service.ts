@@ -206,6 +206,15 @@ export class PresenceService {
   }
 }
 
+/**
+ * What the transports (GraphQL, REST, event streams) ask of presence: heartbeats
+ * in, statuses out, and the buffered heartbeats a stop must write. They depend on
+ * this rather than on {@link PresenceService} and its batching and SQL (the TTL
+ * comparator of `npm run bench` serves heartbeats another way behind the same
+ * transports).
+ */
+export type Presence = Pick<PresenceService, 'heartbeat' | 'statuses' | 'createStatusLoader' | 'flush' | 'pendingHeartbeats'>;
+
 /** How fresh a status read must be. */
 export interface ReadOptions {
   /** Must show every write committed before it: read the primary, never a replica. */
