@@ -1,7 +1,7 @@
 /**
  * Composition root of a running Pulse: config -> database -> migrations ->
- * services -> HTTP. The only place (with tests) that constructs things; every
- * module takes what it needs as arguments.
+ * services -> HTTP. The only place (with tests and benches) that constructs
+ * things; every module takes what it needs as arguments.
  *
  * Two phases, each exported: {@link startServices} (the database and everything
  * that serves on it) and {@link serve} (HTTP in front of them, and the scheduled

@@ -1,6 +1,7 @@
 /**
  * Presence: heartbeats in, statuses out. The rules live here; the SQL lives in
- * the pulse repository; protocols (GraphQL, HTTP) live above.
+ * the pulse repository (writes) and the status repository (reads); protocols
+ * (GraphQL, HTTP) live above, and see this service through {@link Presence}.
  */
 import DataLoader from 'dataloader';
 import type { Database } from '../db/database';

@@ -11,6 +11,10 @@
  * Time is judged here, by the database clock: the threshold and the expiry of a
  * manual status both compare against now(), so no job ever resets a status and
  * API servers with skewed clocks agree.
+ *
+ * Beside it, the read behind live presence's timers (findTimesUntilChange): when
+ * each user's status will change by itself, from pulse and presence_settings
+ * joined the same way, also in one statement.
  */
 import { sql, type RawBuilder } from 'kysely';
 import type { Database } from '../db/database';

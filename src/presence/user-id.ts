@@ -1,7 +1,8 @@
 /**
  * User ids: the decimal string of a positive 64-bit integer, 1 to 2^63-1, which is
  * what fits in the pulse table's bigint. Ids stay strings everywhere (JavaScript
- * numbers lose precision past 2^53).
+ * numbers lose precision past 2^53). Every id a caller sends, alone or in a
+ * list, is checked here.
  */
 import { InvalidInputError } from '../errors';
 
