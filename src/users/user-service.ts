@@ -67,9 +67,14 @@ export class UserService {
 
   /**
    * Users whose name matches `query` case-insensitively: names that start with it
-   * first, then (for queries of {@link MIN_CONTAINS_QUERY} characters or more)
-   * names that contain it elsewhere, each group in name order. `after` is a cursor
-   * from a previous page of the same search.
+   * first, in name order, then (for queries of {@link MIN_CONTAINS_QUERY}
+   * characters or more) names that contain it elsewhere: in name order, or in
+   * sign-up order when the fragment is common (docs/users.md, "Name search").
+   * `after` is a cursor from a previous page of the same search.
+   *
+   * Every page reads a bounded number of rows, so a page of contains matches may
+   * hold fewer than `first` users while `hasNextPage` is true; its `endCursor`
+   * then lies past its last edge, where the reading stopped.
    */
   async searchUsers(query: string, first: number, after: string | null): Promise<UserPage> {
     const trimmed = parseText('query', query, MAX_NAME_LENGTH);
@@ -80,7 +85,7 @@ export class UserService {
     const position = after === null ? null : decodeSearchCursor(after);
 
     // One row more than asked tells whether another page follows.
-    const rows = await this.#replicaReads((db) =>
+    const { rows, resumeAfter } = await this.#replicaReads((db) =>
       searchUsersByName(db, {
         query: trimmed,
         includeContains: length >= MIN_CONTAINS_QUERY,
@@ -90,10 +95,12 @@ export class UserService {
     );
     const page = rows.slice(0, first);
     const edges = page.map((row) => ({
-      cursor: encodeSearchCursor({ tier: row.tier, sortName: row.sort_name }),
+      cursor: encodeSearchCursor(row.tier === 2 ? { tier: 2, id: row.id } : { tier: row.tier, sortName: row.sort_name }),
       node: userFromRow(row),
     }));
-    return { edges, pageInfo: { hasNextPage: rows.length > first, endCursor: edges.at(-1)?.cursor ?? null } };
+    if (rows.length > first) return { edges, pageInfo: { hasNextPage: true, endCursor: edges.at(-1)!.cursor } };
+    if (resumeAfter) return { edges, pageInfo: { hasNextPage: true, endCursor: encodeSearchCursor(resumeAfter) } };
+    return { edges, pageInfo: { hasNextPage: false, endCursor: edges.at(-1)?.cursor ?? null } };
   }
 
   /**
