@@ -142,7 +142,7 @@ export const COMMON_FRAGMENT_MATCHES = 25;
 export async function searchUsersByName(db: Database, search: NameSearch): Promise<SearchPage> {
   const after = search.after;
   if (after?.tier === 2) {
-    const walk = await walkContains(db, matchPatterns(search.query), { by: 'id', after: after.id }, search.limit);
+    const walk = await walkContains(db, search.query, { by: 'id', after: after.id }, search.limit);
     return { rows: walk.rows, resumeAfter: walk.resumeAfter };
   }
   const statement = searchUsersQuery(search);
@@ -164,7 +164,7 @@ export async function searchUsersByName(db: Database, search: NameSearch): Promi
   // names in order from where the contains tier starts on this page instead.
   const prefix = page.filter((row) => row.tier === 0);
   const from = after?.tier === 1 ? after.sortName : '';
-  const walk = await walkContains(db, matchPatterns(search.query), { by: 'name', after: from }, search.limit - prefix.length);
+  const walk = await walkContains(db, search.query, { by: 'name', after: from }, search.limit - prefix.length);
   return { rows: [...prefix, ...walk.rows], resumeAfter: walk.resumeAfter };
 }
 
@@ -223,24 +223,26 @@ export function searchUsersQuery(search: NameSearch): RawBuilder<SearchStatement
     // decision in their cursor (tier 1 or 2).
     let common = sql`false`;
     if (after?.tier !== 1) {
-      ctes.push(sql`sample as materialized (
-        select id, name, created_at, lower(name) collate "C" as sort_name
-          from users
-         order by id
-         limit ${SEARCH_BUDGET}
-      )`);
+      // Common: the first COMMON_FRAGMENT_MATCHES matches turn up among the
+      // first SEARCH_BUDGET users by id (the walk stops at them), and the
+      // directory has that many users at all (a smaller one is sorted whole).
+      // `last`, the id of the SEARCH_BUDGET-th user, is where a short page goes on.
       ctes.push(sql`verdict as materialized (
-        select count(*) = ${SEARCH_BUDGET} and count(*) filter (where ${matches(sql`sort_name`)}) >= ${COMMON_FRAGMENT_MATCHES} as common,
-               max(id)::text as last
-          from sample
+        select matched = ${COMMON_FRAGMENT_MATCHES} and last is not null as common, last
+          from (select (select count(*)
+                          from (select 1 from ${firstUsers()} where ${matches(sql`sort_name`)} limit ${COMMON_FRAGMENT_MATCHES}) as m
+                       ) as matched,
+                       (select users.id::text as last_id from users order by users.id offset ${SEARCH_BUDGET - 1} limit 1) as last
+                 offset 0
+               ) as sample
       )`);
       common = sql`(select common from verdict)`;
       branches.push(sql`(select id::text as id, name, created_at, 2 as tier, sort_name,
                                 null::bigint as contains_found, (select last from verdict) as sample_last, id as walk_id
-                          from sample
-                         where ${room} and ${common} and ${matches(sql`sort_name`)}
-                         order by sample.id
-                         limit ${search.limit})`);
+                           from ${firstUsers()}
+                          where ${room} and ${common} and ${matches(sql`sort_name`)}
+                          order by sample.id
+                          limit ${search.limit})`);
     }
     // The contains matches are collected through the trigram index, at most one
     // more than the budget, then sorted. "materialized" keeps the planner from
@@ -279,8 +281,6 @@ export type WalkStart = { by: 'id'; after: string | null } | { by: 'name'; after
 export interface ContainsWalk {
   /** At most `take` matches, in the walk's order. */
   rows: SearchRow[];
-  /** Rows read (at most {@link SEARCH_BUDGET}; fewer: the walk reached the end of the table). */
-  scanned: number;
   /** Where to go on when the walk used its whole budget without finding `take` matches; else null. */
   resumeAfter: SearchPosition | null;
 }
@@ -292,46 +292,56 @@ export interface ContainsWalk {
  * is a LIMIT below the test of the name, so the statement reads at most that many
  * rows however rare the fragment. One statement.
  */
-export async function walkContains(
-  db: Database,
-  patterns: MatchPatterns,
-  start: WalkStart,
-  take: number,
-): Promise<ContainsWalk> {
-  const key = start.by === 'id' ? sql`id` : sql`lower(name) collate "C"`;
-  const from = start.after === null ? sql`true` : start.by === 'id' ? sql`id > ${start.after}::bigint` : sql`lower(name) collate "C" > ${start.after}`;
-  const tier = start.by === 'id' ? 2 : 1;
-  const { rows } = await sql<SearchRow & { scanned: number | null; last: string | null }>`
-    with scanned as materialized (
-      select id, name, created_at, lower(name) collate "C" as sort_name, ${key} as walk_key
-        from users
-       where ${from}
-       order by ${key}
-       limit ${SEARCH_BUDGET}
-    )
-    select id::text as id, name, created_at, ${tier}::int as tier, sort_name, null::int as scanned, null::text as last
-      from (select * from scanned
-             where sort_name like lower(${patterns.contains})
-               and sort_name not like lower(${patterns.prefix})
-             order by walk_key
-             limit ${take}) as matches
-    union all
-    select null, null, null, null, null, count(*)::int, max(walk_key)::text from scanned
-  `.execute(db);
+export async function walkContains(db: Database, query: string, start: WalkStart, take: number): Promise<ContainsWalk> {
+  const { rows } = await walkContainsQuery(query, start, take).execute(db);
   const summary = rows.find((row) => row.scanned !== null)!;
   const matches = rows
     .filter((row) => row.scanned === null)
     .map(({ scanned: _scanned, last: _last, ...row }) => row as SearchRow)
     .sort(start.by === 'id' ? (a, b) => compareIds(a.id, b.id) : (a, b) => compareBytes(a.sort_name, b.sort_name));
-  const scanned = summary.scanned!;
-  const exhausted = scanned < SEARCH_BUDGET;
+  // A short page after a full budget: more matches may lie past the budget.
+  const exhausted = summary.scanned! < SEARCH_BUDGET;
   const resumeAfter: SearchPosition | null =
-    exhausted || matches.length >= take || summary.last === null
+    matches.length >= take || exhausted || summary.last === null
       ? null
       : start.by === 'id'
         ? { tier: 2, id: summary.last }
         : { tier: 1, sortName: summary.last };
-  return { rows: matches, scanned, resumeAfter };
+  return { rows: matches, resumeAfter };
+}
+
+/** The statement of {@link walkContains}, unexecuted (so its plan can be inspected with EXPLAIN). */
+export function walkContainsQuery(
+  query: string,
+  start: WalkStart,
+  take: number,
+): RawBuilder<SearchRow & { scanned: number | null; last: string | null }> {
+  const patterns = matchPatterns(query);
+  const key = start.by === 'id' ? sql`id` : sql`lower(name) collate "C"`;
+  const from =
+    start.after === null ? sql`true` : start.by === 'id' ? sql`id > ${start.after}::bigint` : sql`lower(name) collate "C" > ${start.after}`;
+  const tier = start.by === 'id' ? 2 : 1;
+  const scanned = sql`(select id, name, created_at, lower(name) collate "C" as sort_name, ${key} as walk_key
+                        from users where ${from} order by ${key} limit ${SEARCH_BUDGET}) as scanned`;
+  // The matches are read in the walk's order and the reading stops at the
+  // page's last one; only a short page reads the whole budget again (index
+  // entries, no names tested) to learn where it stopped.
+  return sql<SearchRow & { scanned: number | null; last: string | null }>`
+    with matches as materialized (
+      select id, name, created_at, sort_name, walk_key
+        from ${scanned}
+       where sort_name like lower(${patterns.contains})
+         and sort_name not like lower(${patterns.prefix})
+       order by walk_key
+       limit ${take}
+    )
+    select id::text as id, name, created_at, ${tier}::int as tier, sort_name, null::int as scanned, null::text as last
+      from matches
+    union all
+    select null, null, null, null, null, count(*)::int, max(walk_key)::text
+      from (select ${key} as walk_key from users where ${from} order by ${key} limit ${SEARCH_BUDGET}) as stretch
+     where (select count(*) from matches) < ${take}
+  `;
 }
 
 /** The LIKE patterns of a query: `%` and `_` in it are plain characters. */
@@ -340,6 +350,12 @@ export interface MatchPatterns {
   prefix: string;
   /** Names that contain it anywhere. */
   contains: string;
+}
+
+// Private: the sample: the first SEARCH_BUDGET users by id, read in id order
+// only as far as the statement around it asks.
+function firstUsers(): RawBuilder<unknown> {
+  return sql`(select id, name, created_at, lower(name) collate "C" as sort_name from users order by id limit ${SEARCH_BUDGET}) as sample`;
 }
 
 // Private: the query's LIKE patterns, with its own wildcards escaped.
