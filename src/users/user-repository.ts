@@ -109,10 +109,14 @@ export interface SearchPage {
 export const SEARCH_BUDGET = 5000;
 
 /**
- * A fragment contained in at least this many of the first {@link SEARCH_BUDGET}
- * users (0.5 %) is common: its contains matches are listed in sign-up order.
+ * A fragment contained in at least {@link COMMON_FRAGMENT_MATCHES} of the first
+ * COMMON_SAMPLE users (0.5 %), in a directory of more than {@link SEARCH_BUDGET}
+ * users, is common: its contains matches are listed in sign-up order. The
+ * sample is smaller than the budget because every first page of a rare
+ * fragment reads all of it; at 0.5 % a page of 20 still fits in one budget.
  */
-export const COMMON_FRAGMENT_MATCHES = 25;
+export const COMMON_SAMPLE = 2000;
+export const COMMON_FRAGMENT_MATCHES = 10;
 
 /**
  * Users whose name starts with the query (tier 0), then, if asked, those whose
@@ -136,7 +140,7 @@ export const COMMON_FRAGMENT_MATCHES = 25;
  *    after about 200 rows, on every page.
  *
  * Which way is decided once, when the contains tier starts (the first
- * {@link SEARCH_BUDGET} users by id are the sample), and then travels in the
+ * {@link COMMON_SAMPLE} users by id are the sample), and then travels in the
  * cursor, so the pages of one search never mix the two orders.
  */
 export async function searchUsersByName(db: Database, search: NameSearch): Promise<SearchPage> {
@@ -223,23 +227,25 @@ export function searchUsersQuery(search: NameSearch): RawBuilder<SearchStatement
     // decision in their cursor (tier 1 or 2).
     let common = sql`false`;
     if (after?.tier !== 1) {
-      // Common: the first COMMON_FRAGMENT_MATCHES matches turn up among the
-      // first SEARCH_BUDGET users by id (the walk stops at them), and the
-      // directory has that many users at all (a smaller one is sorted whole).
-      // `last`, the id of the SEARCH_BUDGET-th user, is where a short page goes on.
+      // Common: COMMON_FRAGMENT_MATCHES matches turn up among the first
+      // COMMON_SAMPLE users by id (the walk stops at the last one needed), and
+      // the directory has more than SEARCH_BUDGET users (a smaller one is sorted
+      // whole). `last`, the id of the SEARCH_BUDGET-th user, is where a short
+      // page goes on; it is looked up only for a common fragment.
       ctes.push(sql`verdict as materialized (
-        select matched = ${COMMON_FRAGMENT_MATCHES} and last is not null as common, last
-          from (select (select count(*)
-                          from (select 1 from ${firstUsers()} where ${matches(sql`sort_name`)} limit ${COMMON_FRAGMENT_MATCHES}) as m
-                       ) as matched,
-                       (select users.id::text as last_id from users order by users.id offset ${SEARCH_BUDGET - 1} limit 1) as last
-                 offset 0
+        select last is not null as common, last
+          from (select case when (select count(*)
+                                    from (select 1 from ${firstUsers(COMMON_SAMPLE)} where ${matches(sql`sort_name`)}
+                                          limit ${COMMON_FRAGMENT_MATCHES}) as m) = ${COMMON_FRAGMENT_MATCHES}
+                            then (select users.id::text as last_id from users order by users.id offset ${SEARCH_BUDGET - 1} limit 1)
+                       end as last
+                offset 0
                ) as sample
       )`);
       common = sql`(select common from verdict)`;
       branches.push(sql`(select id::text as id, name, created_at, 2 as tier, sort_name,
                                 null::bigint as contains_found, (select last from verdict) as sample_last, id as walk_id
-                           from ${firstUsers()}
+                           from ${firstUsers(SEARCH_BUDGET)}
                           where ${room} and ${common} and ${matches(sql`sort_name`)}
                           order by sample.id
                           limit ${search.limit})`);
@@ -352,10 +358,10 @@ export interface MatchPatterns {
   contains: string;
 }
 
-// Private: the sample: the first SEARCH_BUDGET users by id, read in id order
-// only as far as the statement around it asks.
-function firstUsers(): RawBuilder<unknown> {
-  return sql`(select id, name, created_at, lower(name) collate "C" as sort_name from users order by id limit ${SEARCH_BUDGET}) as sample`;
+// Private: the first `count` users by id, read in id order only as far as the
+// statement around them asks.
+function firstUsers(count: number): RawBuilder<unknown> {
+  return sql`(select id, name, created_at, lower(name) collate "C" as sort_name from users order by id limit ${count}) as sample`;
 }
 
 // Private: the query's LIKE patterns, with its own wildcards escaped.
