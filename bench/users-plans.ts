@@ -14,6 +14,7 @@
  *
  *   DATABASE_URL=postgres://.../scratch npm run -s bench:plans
  */
+import fs from 'node:fs';
 import { sql, type RawBuilder } from 'kysely';
 import { createDatabase, type Database } from '../src/db/database';
 import { migrateToLatest } from '../src/db/migrator';
@@ -190,36 +191,56 @@ async function candidateDesigns(db: Database, halfwayId: string): Promise<Array<
 
 // Private: what each page costs, its statements run back to back: the first run
 // (as the fill or the earlier plans left the cache), then ROUNDS warm runs with
-// the pages taking turns, so a busy moment on the machine hits them alike.
+// the pages taking turns, so a busy moment on the machine hits them alike. On a
+// shared machine wall time says little, so each page also reports the CPU time
+// its server process spent on it (from /proc/<backend pid>/schedstat, when the
+// server runs on this machine) and the buffers it touched.
 async function costTable(db: Database, pages: Array<[string, RawBuilder<unknown>[]]>): Promise<void> {
   const rounds = Number(process.env.ROUNDS ?? 7);
   const first = new Map<string, { ms: number; read: number; hit: number }>();
   const warm = new Map<string, number[]>();
-  for (let round = 0; round <= rounds; round++) {
-    for (const [title, statements] of pages) {
-      let ms = 0;
-      let read = 0;
-      let hit = 0;
-      for (const statement of statements) {
-        const { rows } = await sql<{ 'QUERY PLAN': Array<{ 'Execution Time': number; Plan: { 'Shared Hit Blocks': number; 'Shared Read Blocks': number } }> }>`
-          explain (analyze, buffers, format json) ${statement}
-        `.execute(db);
-        const plan = rows[0]!['QUERY PLAN'][0]!;
-        ms += plan['Execution Time'];
-        read += plan.Plan['Shared Read Blocks'];
-        hit += plan.Plan['Shared Hit Blocks'];
+  const cpu = new Map<string, number[]>();
+  await db.connection().execute(async (connection) => {
+    const { rows: backend } = await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(connection);
+    const schedstat = `/proc/${backend[0]!.pid}/schedstat`;
+    const onCpuNs = () => (fs.existsSync(schedstat) ? Number(fs.readFileSync(schedstat, 'utf8').split(' ')[0]) : Number.NaN);
+    for (let round = 0; round <= rounds; round++) {
+      for (const [title, statements] of pages) {
+        let ms = 0;
+        let read = 0;
+        let hit = 0;
+        for (const statement of statements) {
+          const { rows } = await sql<{ 'QUERY PLAN': Array<{ 'Execution Time': number; Plan: { 'Shared Hit Blocks': number; 'Shared Read Blocks': number } }> }>`
+            explain (analyze, buffers, format json) ${statement}
+          `.execute(connection);
+          const plan = rows[0]!['QUERY PLAN'][0]!;
+          ms += plan['Execution Time'];
+          read += plan.Plan['Shared Read Blocks'];
+          hit += plan.Plan['Shared Hit Blocks'];
+        }
+        if (round === 0) {
+          first.set(title, { ms, read, hit });
+          continue;
+        }
+        warm.set(title, [...(warm.get(title) ?? []), ms]);
+        // The statements themselves, as Pulse sends them (planning included).
+        const before = onCpuNs();
+        for (const statement of statements) await statement.execute(connection);
+        cpu.set(title, [...(cpu.get(title) ?? []), (onCpuNs() - before) / 1e6]);
       }
-      if (round === 0) first.set(title, { ms, read, hit });
-      else warm.set(title, [...(warm.get(title) ?? []), ms]);
     }
-  }
+  });
   const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
-  console.log(`\n| search page | statements | first run: ms (buffers read/hit) | warm: median ms of ${rounds} |`);
-  console.log('|---|---:|---:|---:|');
+  console.log(`\n| search page | statements | first run: ms (buffers read/hit) | warm: median ms | warm: median server CPU ms |`);
+  console.log('|---|---:|---:|---:|---:|');
   for (const [title, statements] of pages) {
     const f = first.get(title)!;
-    console.log(`| ${title} | ${statements.length} | ${f.ms.toFixed(1)} (${f.read}/${f.hit}) | ${median(warm.get(title)!).toFixed(1)} |`);
+    const cpuMs = median(cpu.get(title)!);
+    console.log(
+      `| ${title} | ${statements.length} | ${f.ms.toFixed(1)} (${f.read}/${f.hit}) | ${median(warm.get(title)!).toFixed(1)} | ${Number.isNaN(cpuMs) ? 'n/a' : cpuMs.toFixed(2)} |`,
+    );
   }
+  console.log(`(${rounds} warm rounds)`);
 }
 
 async function explain(db: Database, title: string, statement: RawBuilder<unknown>): Promise<void> {
