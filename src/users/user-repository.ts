@@ -156,8 +156,9 @@ export async function searchUsersByName(db: Database, search: NameSearch): Promi
 
   const walked = rows.filter((row) => row.tier === 2);
   if (walked.length > 0) {
-    // A common fragment: the page's contains matches come from the sample. A
-    // page longer than the sample's matches goes on where the sample stopped.
+    // A common fragment: the page's contains matches come from a walk of the
+    // first SEARCH_BUDGET users by id; a page that walk leaves short goes on
+    // after the last of them.
     const resumeAfter: SearchPosition | null = rows.length < search.limit ? { tier: 2, id: walked[0]!.sample_last! } : null;
     return { rows: page, resumeAfter };
   }
@@ -176,7 +177,7 @@ export async function searchUsersByName(db: Database, search: NameSearch): Promi
 export interface SearchStatementRow extends SearchRow {
   /** Tier 1 rows: how many contains matches the trigram index gave, at most one past the budget. */
   contains_found: string | null;
-  /** Tier 2 rows: the id of the last user in the sample. */
+  /** Tier 2 rows: the id of the SEARCH_BUDGET-th user, where a short page goes on. */
   sample_last: string | null;
   /** Tier 2 rows: the id, the order within the tier. */
   walk_id: string | null;
@@ -192,8 +193,8 @@ export interface SearchStatementRow extends SearchRow {
  * only when read. The sample and the contains matches are read only when the
  * prefix matches leave room on the page, and only one of the two lists the
  * contains matches: the sample when it finds the fragment common, else the
- * trigram index. (Citus computes every CTE before the statement, so there each
- * page pays for all branches; see docs/users.md.)
+ * trigram index. (Citus computes every CTE and limited subquery before the
+ * statement, so there each page pays for all branches; see docs/scale-out.md.)
  */
 export function searchUsersQuery(search: NameSearch): RawBuilder<SearchStatementRow> | null {
   const { prefix, contains } = matchPatterns(search.query);
