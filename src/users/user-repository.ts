@@ -89,7 +89,7 @@ export interface NameSearch {
 }
 
 /** What one call of {@link searchUsersByName} found. */
-export interface SearchPage {
+export interface NameSearchResult {
   /** At most `limit` rows, in the search's order. */
   rows: SearchRow[];
   /**
@@ -143,7 +143,7 @@ export const COMMON_FRAGMENT_MATCHES = 10;
  * {@link COMMON_SAMPLE} users by id are the sample), and then travels in the
  * cursor, so the pages of one search never mix the two orders.
  */
-export async function searchUsersByName(db: Database, search: NameSearch): Promise<SearchPage> {
+export async function searchUsersByName(db: Database, search: NameSearch): Promise<NameSearchResult> {
   const after = search.after;
   if (after?.tier === 2) {
     const walk = await walkContains(db, search.query, { by: 'id', after: after.id }, search.limit);

@@ -23,10 +23,19 @@ export const MAX_SEARCH_PAGE = 100;
  */
 export const MIN_CONTAINS_QUERY = 3;
 
-/** One page of a name search, in the shape of a GraphQL connection. */
-export interface UserPage {
-  edges: Array<{ cursor: string; node: User }>;
-  pageInfo: { hasNextPage: boolean; endCursor: string | null };
+/**
+ * One page of a name search: the users found, in order, each with the cursor
+ * that continues the search right after them, and whether more follow.
+ */
+export interface SearchPage {
+  matches: Array<{ user: User; cursor: string }>;
+  hasMore: boolean;
+  /**
+   * Set when the page stopped short (fewer than `first` matches, more may
+   * follow): the cursor that goes on from where the reading stopped, past the
+   * last match. Null otherwise: the last match's cursor goes on.
+   */
+  resumeCursor: string | null;
 }
 
 export class UserService {
@@ -73,10 +82,10 @@ export class UserService {
    * `after` is a cursor from a previous page of the same search.
    *
    * Every page reads a bounded number of rows, so a page of contains matches may
-   * hold fewer than `first` users while `hasNextPage` is true; its `endCursor`
-   * then lies past its last edge, where the reading stopped.
+   * hold fewer than `first` users while more may follow; its `resumeCursor` then
+   * goes on from where the reading stopped.
    */
-  async searchUsers(query: string, first: number, after: string | null): Promise<UserPage> {
+  async searchUsers(query: string, first: number, after: string | null): Promise<SearchPage> {
     const trimmed = parseText('query', query, MAX_NAME_LENGTH);
     const length = [...trimmed].length;
     if (!Number.isInteger(first) || first < 1 || first > MAX_SEARCH_PAGE) {
@@ -93,14 +102,13 @@ export class UserService {
         limit: first + 1,
       }),
     );
-    const page = rows.slice(0, first);
-    const edges = page.map((row) => ({
+    const matches = rows.slice(0, first).map((row) => ({
+      user: userFromRow(row),
       cursor: encodeSearchCursor(row.tier === 2 ? { tier: 2, id: row.id } : { tier: row.tier, sortName: row.sort_name }),
-      node: userFromRow(row),
     }));
-    if (rows.length > first) return { edges, pageInfo: { hasNextPage: true, endCursor: edges.at(-1)!.cursor } };
-    if (resumeAfter) return { edges, pageInfo: { hasNextPage: true, endCursor: encodeSearchCursor(resumeAfter) } };
-    return { edges, pageInfo: { hasNextPage: false, endCursor: edges.at(-1)?.cursor ?? null } };
+    if (rows.length > first) return { matches, hasMore: true, resumeCursor: null };
+    if (resumeAfter) return { matches, hasMore: true, resumeCursor: encodeSearchCursor(resumeAfter) };
+    return { matches, hasMore: false, resumeCursor: null };
   }
 
   /**
