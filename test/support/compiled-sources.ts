@@ -1,6 +1,6 @@
 /**
  * Pulse's sources (src/ and migrations/) compiled to JavaScript once, for tests
- * that run a command many times as a real process. `node --import tsx` compiles
+ * that run Pulse or its tools as real processes. `node --import tsx` compiles
  * every module again in each process (about twice the CPU of a compiled start);
  * this is the same esbuild transform tsx applies, done once per test file.
  */
@@ -30,8 +30,15 @@ export function compileSources(): CompiledSources {
       target: 'node20',
       logLevel: 'error',
     });
-    // The compiled files keep their relative layout (migrations/ beside src/),
-    // and find their dependencies where the sources do.
+    // The layout `npm run build` makes: the compiled files keep their relative
+    // places (migrations/ beside src/), with the schema and the web client's
+    // sources (bundled on first request) beside them...
+    fs.copyFileSync(path.join(ROOT, 'schema.graphql'), path.join(outdir, 'schema.graphql'));
+    fs.cpSync(path.join(ROOT, 'src', 'web'), path.join(outdir, 'src', 'web'), { recursive: true });
+    for (const file of fs.readdirSync(path.join(ROOT, 'src', 'client')).filter((f) => f.endsWith('.ts'))) {
+      fs.copyFileSync(path.join(ROOT, 'src', 'client', file), path.join(outdir, 'src', 'client', file));
+    }
+    // ...and they find their dependencies where the sources do.
     fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(outdir, 'node_modules'), 'dir');
   } catch (error) {
     fs.rmSync(outdir, { recursive: true, force: true });
