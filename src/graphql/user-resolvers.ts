@@ -94,5 +94,5 @@ export function createUserResolvers(deps: UserResolverDependencies) {
 // Private: a search page as the schema's connection.
 function userConnection(page: SearchPage): UserConnection {
   const edges = page.matches.map(({ user, cursor }) => ({ cursor, node: user }));
-  return { edges, pageInfo: { hasNextPage: page.hasMore, endCursor: edges.at(-1)?.cursor ?? null } };
+  return { edges, pageInfo: { hasNextPage: page.hasMore, endCursor: page.resumeCursor ?? edges.at(-1)?.cursor ?? null } };
 }
