@@ -7,6 +7,7 @@
  */
 import { ApolloClient, CombinedGraphQLErrors, CombinedProtocolErrors, HttpLink, InMemoryCache, ServerError, gql } from '@apollo/client';
 import pg from 'pg';
+import { eventually } from './support/eventually';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
 import { startTestServer, type TestServer } from './support/test-server';
 
@@ -110,7 +111,7 @@ describe('presenceChanged from a stock Apollo Client on /graphql', () => {
     expect(watching.error).toBeUndefined();
 
     watching.unsubscribe();
-    await waitFor(async () => server.pulse.live.size.subscriptions === 0);
+    await eventually('the subscription to be gone', () => server.pulse.live.size.subscriptions === 0);
     expect(server.pulse.live.size).toEqual({ subscriptions: 0, watchedUsers: 0, deadlines: 0 });
   });
 
@@ -260,7 +261,10 @@ describe('a stock Apollo Client told to come back', () => {
       await lock.query('begin');
       await lock.query('select 1 from pulse where user_id = 5 for update');
       const heartbeat = server.graphql('mutation { heartbeat { online } }', { token: server.token('5') });
-      await waitFor(async () => (await lock.query("select 1 from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'")).rowCount === 1);
+      await eventually(
+        'a statement to wait on the lock',
+        async () => (await lock.query("select 1 from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'")).rowCount === 1,
+      );
       const read = server.graphql('{ status(id: "6") { state } }');
       await waitForMetric(server, 'pulse_db_pool_waiting 1');
 
@@ -285,13 +289,5 @@ describe('a stock Apollo Client told to come back', () => {
 
 // Private: polls /metrics until a sample line appears (the state is reached, not a time).
 async function waitForMetric(server: TestServer, line: string): Promise<void> {
-  await waitFor(async () => (await (await fetch(`http://127.0.0.1:${server.pulse.port}/metrics`)).text()).split('\n').includes(line));
-}
-
-async function waitFor(check: () => Promise<boolean>, limitMs = 10_000): Promise<void> {
-  const deadline = Date.now() + limitMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${limitMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+  await eventually(`${line} on /metrics`, async () => (await (await fetch(`http://127.0.0.1:${server.pulse.port}/metrics`)).text()).split('\n').includes(line));
 }

@@ -5,23 +5,30 @@
  * the last heartbeat, subscribers that leave, and the limits. Run with the
  * PostgreSQL bus always, and with the Redis bus when TEST_REDIS_URL is set (CI
  * sets it; a fresh machine has no Redis).
+ *
+ * The time a status takes to change by itself (the threshold passing, a manual
+ * status expiring) is let pass (test/support/passing-time.ts), never waited for.
  */
 import { spawn } from 'node:child_process';
-import path from 'node:path';
 import Redis from 'ioredis';
 import jwt from 'jsonwebtoken';
 import { sql } from 'kysely';
+import { compileSources } from './support/compiled-sources';
 import { freePort } from './support/free-port';
+import { fakeProcessClock, letTimePass } from './support/passing-time';
 import { subscribe, type StreamEvent, type Subscription } from './support/event-stream';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
 import { startTestServer, TEST_JWT_SECRET, type TestServer } from './support/test-server';
 import { eventually } from './support/eventually';
 
 const WATCH = 'subscription ($ids: [ID!]) { presenceChanged(ids: $ids) { userId online lastSeen } }';
-const THRESHOLD_SECONDS = 2;
-// A short threshold so that "offline" arrives within a test's patience; the
-// minimum write gap must stay below it.
-const FAST = { PRESENCE_THRESHOLD_SECONDS: String(THRESHOLD_SECONDS), HEARTBEAT_MIN_WRITE_GAP_SECONDS: '0' };
+const THRESHOLD_SECONDS = 30;
+// Every heartbeat is written (no minimum gap), so each one a test sends counts.
+const PRESENCE = { PRESENCE_THRESHOLD_SECONDS: String(THRESHOLD_SECONDS), HEARTBEAT_MIN_WRITE_GAP_SECONDS: '0' };
+// Long enough for a user's last heartbeat to pass the threshold: live presence
+// re-reads a user within a second and a quarter of their deadline (deadlines
+// are kept by the second, and looked at every 250 ms).
+const PAST_THRESHOLD_SECONDS = THRESHOLD_SECONDS + 2;
 
 const status = (e: StreamEvent) => e.data?.presenceChanged as { userId: string; online: boolean; lastSeen: string | null } | undefined;
 const isStatus = (userId: string, online: boolean) => (e: StreamEvent) => status(e)?.userId === userId && status(e)?.online === online;
@@ -41,9 +48,10 @@ describe.each(buses)('with the %s bus', (_bus, busEnv) => {
   };
 
   beforeAll(async () => {
+    fakeProcessClock();
     t = await createTestDatabase();
-    a = await startTestServer({ DATABASE_URL: t.url, ...FAST, ...busEnv });
-    b = await startTestServer({ DATABASE_URL: t.url, ...FAST, ...busEnv });
+    a = await startTestServer({ DATABASE_URL: t.url, ...PRESENCE, ...busEnv });
+    b = await startTestServer({ DATABASE_URL: t.url, ...PRESENCE, ...busEnv });
   });
   afterEach(() => {
     for (const s of open.splice(0)) s.close();
@@ -52,6 +60,7 @@ describe.each(buses)('with the %s bus', (_bus, busEnv) => {
     await a.stop();
     await b.stop();
     await t.destroy();
+    jest.useRealTimers();
   });
 
   it('starts with the current status of every watched user', async () => {
@@ -79,8 +88,11 @@ describe.each(buses)('with the %s bus', (_bus, busEnv) => {
     await s.next(isStatus('31', false));
     const beat = await b.graphql('mutation { heartbeat { lastSeen } }', { token: b.token('31') });
     await s.next(isStatus('31', true));
-    const offline = await s.next((e) => isStatus('31', false)(e) && s.events.indexOf(e) > 1, (THRESHOLD_SECONDS + 5) * 1000);
-    expect(status(offline)!.lastSeen).toBe(beat.body.data!.heartbeat.lastSeen);
+    await letTimePass(t.db, PAST_THRESHOLD_SECONDS, ['31']);
+    const offline = await s.next((e) => isStatus('31', false)(e) && s.events.indexOf(e) > 1);
+    // Last seen: that heartbeat, as long ago as the time that passed.
+    expect(Date.parse(status(offline)!.lastSeen!)).toBe(Date.parse(beat.body.data!.heartbeat.lastSeen) - PAST_THRESHOLD_SECONDS * 1000);
+    expect(s.events.map((e) => status(e)!.online)).toEqual([false, true, false]);
   });
 
   it('does not send a heartbeat that changes nothing a subscriber sees', async () => {
@@ -182,8 +194,9 @@ describe('what each subscriber may see', () => {
   let server: TestServer;
   const open: Subscription[] = [];
   beforeAll(async () => {
+    fakeProcessClock();
     t = await createTestDatabase();
-    server = await startTestServer({ DATABASE_URL: t.url, ...FAST });
+    server = await startTestServer({ DATABASE_URL: t.url, ...PRESENCE });
   });
   afterEach(() => {
     for (const s of open.splice(0)) s.close();
@@ -191,6 +204,7 @@ describe('what each subscriber may see', () => {
   afterAll(async () => {
     await server.stop();
     await t.destroy();
+    jest.useRealTimers();
   });
 
   const signUp = (name: string) => server.signUp(name);
@@ -246,32 +260,34 @@ describe('what each subscriber may see', () => {
   it('ends a manual status at its expiry, with no one doing anything', async () => {
     const fay = await signUp('Fay');
     await server.graphql('mutation { heartbeat { online } }', { token: fay.token });
-    const expiresAt = new Date(Date.now() + 1500).toISOString();
-    await server.graphql('mutation ($at: DateTime) { setStatus(status: AWAY, expiresAt: $at) { state } }', { token: fay.token, variables: { at: expiresAt } });
-    // Keep Fay connected past the expiry.
-    const beating = setInterval(() => void server.graphql('mutation { heartbeat { online } }', { token: fay.token }), 500);
-    try {
-      const s = await watchAs(undefined, [fay.id]);
-      await s.next((e) => live(e)?.state === 'AWAY');
-      await s.next((e) => live(e)?.state === 'ONLINE', 6000);
-      // The watcher saw AWAY until the expiry, then ONLINE: nothing in between.
-      expect(s.events.map((e) => `${live(e).userId} ${live(e).state}`)).toEqual([`${fay.id} AWAY`, `${fay.id} ONLINE`]);
-    } finally {
-      clearInterval(beating);
-    }
+    // An expiry well within the threshold: Fay is still online when it comes.
+    const { rows } = await sql<{ at: Date }>`select now() + interval '10 seconds' as at`.execute(t.db);
+    const away = await server.graphql('mutation ($at: DateTime) { setStatus(status: AWAY, expiresAt: $at) { state } }', {
+      token: fay.token,
+      variables: { at: rows[0]!.at.toISOString() },
+    });
+    expect(away.body.data).toEqual({ setStatus: { state: 'AWAY' } });
+    const s = await watchAs(undefined, [fay.id]);
+    await s.next((e) => live(e)?.state === 'AWAY');
+    await letTimePass(t.db, 12, [fay.id]);
+    await s.next((e) => live(e)?.state === 'ONLINE');
+    // The watcher saw AWAY until the expiry, then ONLINE: nothing in between.
+    expect(s.events.map((e) => `${live(e).userId} ${live(e).state}`)).toEqual([`${fay.id} AWAY`, `${fay.id} ONLINE`]);
   });
 });
 
 describe('a server that dies', () => {
   it('still turns its last user offline for subscribers on another server', async () => {
+    fakeProcessClock();
+    const compiled = compileSources();
     const t = await createTestDatabase();
-    const watcher = await startTestServer({ DATABASE_URL: t.url, ...FAST });
+    const watcher = await startTestServer({ DATABASE_URL: t.url, ...PRESENCE });
     const port = await freePort();
-    const doomed = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-      cwd: path.resolve(__dirname, '..'),
-      env: { ...process.env, NODE_ENV: 'test', DATABASE_URL: t.url, PORT: String(port), HOST: '127.0.0.1', JWT_SECRET: TEST_JWT_SECRET, LOG_LEVEL: 'error', ...FAST },
+    const doomed = spawn(process.execPath, [compiled.entry('src/main.ts')], {
+      env: { ...process.env, NODE_ENV: 'test', DATABASE_URL: t.url, PORT: String(port), HOST: '127.0.0.1', JWT_SECRET: TEST_JWT_SECRET, LOG_LEVEL: 'error', ...PRESENCE },
       stdio: 'ignore',
     });
+    const exited = new Promise((resolve) => doomed.once('exit', resolve));
     const s = await subscribe(`${watcher.pulse.graphqlUrl}/stream`, WATCH, { variables: { ids: ['61'] } });
     try {
       await s.next(isStatus('61', false));
@@ -281,14 +297,18 @@ describe('a server that dies', () => {
       expect(beat.status).toBe(204);
       await s.next(isStatus('61', true));
       doomed.kill('SIGKILL');
-      const offline = await s.next((e) => isStatus('61', false)(e) && s.events.indexOf(e) > 1, (THRESHOLD_SECONDS + 5) * 1000);
+      await exited;
+      await letTimePass(t.db, PAST_THRESHOLD_SECONDS, ['61']);
+      const offline = await s.next((e) => isStatus('61', false)(e) && s.events.indexOf(e) > 1);
       expect(status(offline)!.lastSeen).not.toBeNull();
     } finally {
       s.close();
       doomed.kill('SIGKILL');
+      await exited;
       await watcher.stop();
       await t.destroy();
+      compiled.remove();
+      jest.useRealTimers();
     }
   });
 });
-

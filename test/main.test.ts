@@ -1,47 +1,12 @@
 /**
  * `npm start` as a process: what it logs, how it fails, how it stops.
  */
-import { spawn } from 'node:child_process';
 import jwt from 'jsonwebtoken';
 import { sql } from 'kysely';
-import path from 'node:path';
 import { freePort } from './support/free-port';
+import { startPulseProcess } from './support/pulse-process';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
 import { TEST_JWT_SECRET } from './support/test-server';
-
-const ROOT = path.resolve(__dirname, '..');
-const NODE_ARGS = ['--import', 'tsx'];
-
-interface Started {
-  output(): string;
-  exited: Promise<number | null>;
-  waitFor(text: string): Promise<void>;
-  signal(name: NodeJS.Signals): void;
-}
-
-function start(env: Record<string, string>): Started {
-  const child = spawn(process.execPath, [...NODE_ARGS, 'src/main.ts'], { cwd: ROOT, env: { ...process.env, NODE_ENV: 'test', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  const waiters: Array<{ text: string; resolve: () => void }> = [];
-  const collect = (chunk: Buffer) => {
-    output += chunk.toString('utf8');
-    for (const w of waiters.filter((w) => output.includes(w.text))) w.resolve();
-  };
-  child.stdout.on('data', collect);
-  child.stderr.on('data', collect);
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  return {
-    output: () => output,
-    exited,
-    waitFor: (text) =>
-      new Promise<void>((resolve, reject) => {
-        if (output.includes(text)) return resolve();
-        waiters.push({ text, resolve });
-        void exited.then(() => reject(new Error(`exited before printing "${text}":\n${output}`)));
-      }),
-    signal: (name) => child.kill(name),
-  };
-}
 
 let t: TestDatabase;
 beforeAll(async () => {
@@ -51,7 +16,7 @@ afterAll(() => t.destroy());
 
 it('logs the database and the address, serves, and exits 0 on SIGTERM', async () => {
   const port = await freePort();
-  const pulse = start({ DATABASE_URL: t.url, PORT: String(port), HOST: '127.0.0.1', JWT_SECRET: TEST_JWT_SECRET, SHUTDOWN_DRAIN_MS: '0' });
+  const pulse = startPulseProcess({ DATABASE_URL: t.url, PORT: String(port), HOST: '127.0.0.1', JWT_SECRET: TEST_JWT_SECRET, SHUTDOWN_DRAIN_MS: '0' });
   await pulse.waitFor('Pulse is listening');
   expect(pulse.output()).toContain(`database: ${t.url.replace(/^postgres:\/\//, 'postgres://')}`);
   expect(pulse.output()).toContain(`GraphQL at http://localhost:${port}/graphql`);
@@ -69,7 +34,7 @@ it('logs the database and the address, serves, and exits 0 on SIGTERM', async ()
 });
 
 it('prints every configuration problem and exits 1', async () => {
-  const pulse = start({ PORT: 'x', DB_POOL_MAX: '-3' });
+  const pulse = startPulseProcess({ PORT: 'x', DB_POOL_MAX: '-3' });
   expect(await pulse.exited).toBe(1);
   expect(pulse.output()).toContain('PORT: expected a whole number');
   expect(pulse.output()).toContain('DB_POOL_MAX: expected at least 1');
@@ -77,7 +42,7 @@ it('prints every configuration problem and exits 1', async () => {
 
 it('says the database cannot be reached, without a stack trace, and exits 1', async () => {
   const port = await freePort(); // nothing listens there
-  const pulse = start({ DATABASE_URL: `postgres://root@127.0.0.1:${port}/nothing`, PORT: String(await freePort()), JWT_SECRET: TEST_JWT_SECRET, DB_CONNECTION_TIMEOUT_MS: '1000', DB_STARTUP_ATTEMPTS: '2' });
+  const pulse = startPulseProcess({ DATABASE_URL: `postgres://root@127.0.0.1:${port}/nothing`, PORT: String(await freePort()), JWT_SECRET: TEST_JWT_SECRET, DB_CONNECTION_TIMEOUT_MS: '1000', DB_STARTUP_ATTEMPTS: '2' });
   expect(await pulse.exited).toBe(1);
   expect(pulse.output()).toMatch(/not reachable yet \(connect ECONNREFUSED .*\); retrying in 0.5 s \(attempt 1 of 2\)/);
   expect(pulse.output()).toMatch(/Pulse could not start: the database at .* cannot be reached \(connect ECONNREFUSED .*check DATABASE_URL/);
@@ -85,14 +50,14 @@ it('says the database cannot be reached, without a stack trace, and exits 1', as
 });
 
 it('refuses to start in production without JWT_SECRET', async () => {
-  const pulse = start({ NODE_ENV: 'production', DATABASE_URL: t.url });
+  const pulse = startPulseProcess({ NODE_ENV: 'production', DATABASE_URL: t.url });
   expect(await pulse.exited).toBe(1);
   expect(pulse.output()).toContain('JWT_SECRET: required when NODE_ENV=production');
 });
 
 it('on SIGTERM under load, finishes every request already sent, ignores a second signal, and exits 0', async () => {
   const port = await freePort();
-  const pulse = start({ DATABASE_URL: t.url, PORT: String(port), HOST: '127.0.0.1', JWT_SECRET: TEST_JWT_SECRET, SHUTDOWN_DRAIN_MS: '1000' });
+  const pulse = startPulseProcess({ DATABASE_URL: t.url, PORT: String(port), HOST: '127.0.0.1', JWT_SECRET: TEST_JWT_SECRET, SHUTDOWN_DRAIN_MS: '1000' });
   await pulse.waitFor('Pulse is listening');
 
   interface Outcome {
@@ -147,7 +112,7 @@ it('on SIGTERM, writes the heartbeats still waiting for their batch and answers 
   const port = await freePort();
   // A batch window far longer than the time to the signal: the heartbeats are
   // still buffered when it arrives, so only the shutdown flush can write them.
-  const pulse = start({
+  const pulse = startPulseProcess({
     DATABASE_URL: t.url,
     PORT: String(port),
     HOST: '127.0.0.1',

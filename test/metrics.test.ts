@@ -1,6 +1,7 @@
 /**
  * /metrics in Prometheus format: what an operator graphs and alerts on.
  */
+import perfHooks from 'node:perf_hooks';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
 import { startTestServer, type TestServer } from './support/test-server';
 
@@ -18,8 +19,8 @@ afterAll(async () => {
   await t.destroy();
 });
 
-async function scrape(): Promise<string> {
-  const response = await fetch(server.pulse.graphqlUrl.replace('/graphql', '/metrics'));
+async function scrape(from: TestServer = server): Promise<string> {
+  const response = await fetch(from.pulse.graphqlUrl.replace('/graphql', '/metrics'));
   expect(response.status).toBe(200);
   expect(response.headers.get('content-type')).toMatch(/^text\/plain/);
   return response.text();
@@ -57,4 +58,39 @@ it('counts scheduled job runs', async () => {
   const before = value(await scrape(), series) || 0;
   await server.pulse.scheduler.runRetention();
   expect(value(await scrape(), series)).toBe(before + 1);
+});
+
+it('shows the process figures once, and a Pulse started and stopped again in the process adds no collectors', async () => {
+  // prom-client's process collectors that nothing can stop: one made per start
+  // would be one more left behind per stop.
+  const eventLoopMonitors = jest.spyOn(perfHooks, 'monitorEventLoopDelay');
+  const observe = jest.spyOn(perfHooks.PerformanceObserver.prototype, 'observe');
+  try {
+    for (const round of [1, 2]) {
+      const again = await startTestServer({ DATABASE_URL: t.url });
+      try {
+        await again.graphql('mutation { heartbeat { online } }', { token: again.token(String(100 + round)) });
+        const text = await scrape(again);
+        // Its own counters, not those of the Pulse started before it...
+        expect(value(text, 'pulse_heartbeats_total{outcome="accepted"}')).toBe(1);
+        // ...beside the process's figures, and every metric once.
+        const types = text.split('\n').filter((line) => line.startsWith('# TYPE '));
+        expect(types).toEqual([...new Set(types)]);
+        expect(types).toEqual(
+          expect.arrayContaining([
+            '# TYPE pulse_process_nodejs_gc_duration_seconds histogram',
+            '# TYPE pulse_process_nodejs_eventloop_lag_p99_seconds gauge',
+            '# TYPE pulse_process_process_cpu_seconds_total counter',
+          ]),
+        );
+      } finally {
+        await again.stop();
+      }
+    }
+    expect(eventLoopMonitors).not.toHaveBeenCalled();
+    expect(observe.mock.calls.filter(([options]) => JSON.stringify(options).includes('"gc"'))).toEqual([]);
+  } finally {
+    eventLoopMonitors.mockRestore();
+    observe.mockRestore();
+  }
 });

@@ -1,6 +1,6 @@
-import { sql } from 'kysely';
+import { NO_MIGRATIONS, sql } from 'kysely';
 import { createDatabase } from '../src/db/database';
-import { migrateToLatest } from '../src/db/migrator';
+import { createMigrator, migrateToLatest } from '../src/db/migrator';
 import { silentLogger } from '../src/logger';
 import { createEmptyDatabase } from './support/test-database';
 
@@ -42,6 +42,33 @@ it('creates the pulse table tuned for churn, with no index on last_hb', async ()
       select contype from pg_constraint where conrelid = 'pulse'::regclass
     `.execute(db);
     expect(constraints.rows).toEqual([{ contype: 'p' }]);
+  } finally {
+    await db.destroy();
+    await database.drop();
+  }
+});
+
+it('reverts every migration, newest first, down to an empty schema, and applies them again', async () => {
+  const database = await createEmptyDatabase();
+  const db = createDatabase({ url: database.url, poolMax: 1, connectionTimeoutMs: 5000, statementTimeoutMs: 10_000, logger: silentLogger });
+  const tables = async () =>
+    (await sql<{ tablename: string }>`select tablename from pg_tables where schemaname = 'public' and tablename not like 'kysely%'`.execute(db)).rows.map(
+      (r) => r.tablename,
+    );
+  try {
+    await migrateToLatest(db, silentLogger);
+    const down = await createMigrator(db).migrateTo(NO_MIGRATIONS);
+    expect(down.error).toBeUndefined();
+    expect(down.results!.map((r) => `${r.direction} ${r.migrationName} ${r.status}`)).toEqual([
+      'Down 2026-12-02-0005-add-pulse-idle Success',
+      'Down 2026-11-22-0004-create-presence-settings Success',
+      'Down 2026-11-22-0003-create-follows Success',
+      'Down 2026-11-22-0002-create-users Success',
+      'Down 2026-11-22-0001-create-pulse Success',
+    ]);
+    expect(await tables()).toEqual([]);
+    await migrateToLatest(db, silentLogger);
+    expect((await tables()).sort()).toEqual(['follows', 'presence_settings', 'pulse', 'users']);
   } finally {
     await db.destroy();
     await database.drop();

@@ -16,7 +16,7 @@
  *     are online as offline (their newest heartbeat has not reached it), so it
  *     is skipped until it catches up.
  * Lag is measured every `checkIntervalMs`: a replica that has replayed
- * everything the primary had written when the check began is 0 s behind (an
+ * everything the primary had inserted into its WAL when the check began is 0 s behind (an
  * idle primary writes nothing new, and `now() - pg_last_xact_replay_timestamp()`
  * alone would grow forever there); otherwise it is
  * `now() - pg_last_xact_replay_timestamp()`, the age of the newest transaction
@@ -180,12 +180,18 @@ export class ReadReplicas {
 
   async #checkAll(): Promise<void> {
     // Where the primary's WAL was before any replica is asked: a replica that has
-    // replayed up to here has everything committed before the check began. An
-    // unreachable primary leaves it unknown; replicas then judge by what they
-    // have received.
+    // replayed up to here has everything committed before the check began. The
+    // insert position, not pg_current_wal_lsn() (the write position): with
+    // synchronous_commit off, a commit is answered once its record is inserted,
+    // before it is written, so a replica could reach the write position without
+    // it and be judged caught up a moment early (serving a heartbeat's user as
+    // offline). The insert position errs the safe way: a replica may wait for a
+    // WAL flush (wal_writer_delay) to count as caught up, and meanwhile is judged
+    // by the age of the newest transaction it has applied. An unreachable primary
+    // leaves it unknown; replicas then judge by what they have received.
     let primaryLsn: string | null = null;
     try {
-      const { rows } = await sql<{ lsn: string }>`select pg_current_wal_lsn()::text as lsn`.execute(this.#options.primary);
+      const { rows } = await sql<{ lsn: string }>`select pg_current_wal_insert_lsn()::text as lsn`.execute(this.#options.primary);
       primaryLsn = rows[0]!.lsn;
     } catch {
       primaryLsn = null;

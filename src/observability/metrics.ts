@@ -1,13 +1,15 @@
 /**
  * Prometheus metrics, served at /metrics. One registry per Pulse instance (no
  * process-wide default registry), so tests and several instances in one process
- * never share counters.
+ * never share counters. The process's own figures are the exception: they are
+ * collected once per process and shown by every instance in it (see
+ * processMetrics below).
  *
  * Labels are bounded by Pulse itself (outcomes, route names, GraphQL root fields),
  * never by caller-supplied strings, so a client cannot blow up cardinality.
  *
  * In a worker of a cluster (PULSE_WORKERS > 1), the primary sums every worker's
- * registry into one answer for the instance (src/cluster/instance-metrics.ts):
+ * registry into one answer for the instance (src/cluster/primary.ts):
  * Pulse's series keep their names and mean the whole instance. Only what is
  * meaningless summed carries a `worker` label: the process's own figures
  * (memory, CPU, event loop lag), and a per-worker copy of heartbeats and requests
@@ -89,10 +91,28 @@ export interface MetricsOptions {
   worker?: number | null;
 }
 
+// Private: the process's figures (CPU, memory, handles, event loop lag, GC), by
+// `worker` label ('' for none). prom-client's collectors for them cannot be
+// stopped: a GC PerformanceObserver and an event loop delay monitor sampling
+// every 10 ms live as long as the process. So they are made once per process,
+// and a Pulse started again in it (tests, an embedding application) shows the
+// same ones instead of adding another set that nothing would ever end.
+const processMetricsByWorker = new Map<string, Registry>();
+
+function processMetrics(worker: string | null): Registry {
+  let registry = processMetricsByWorker.get(worker ?? '');
+  if (!registry) {
+    registry = new Registry();
+    collectDefaultMetrics({ register: registry, prefix: 'pulse_process_', ...(worker ? { labels: { worker } } : {}) });
+    processMetricsByWorker.set(worker ?? '', registry);
+  }
+  return registry;
+}
+
 export function createMetrics(options: MetricsOptions = {}): Metrics {
-  const registry = new Registry();
   const worker = options.worker ? String(options.worker) : null;
-  collectDefaultMetrics({ register: registry, prefix: 'pulse_process_', ...(worker ? { labels: { worker } } : {}) });
+  // A registry of this instance's own, which starts with the process's figures.
+  const registry = Registry.merge([processMetrics(worker)]);
 
   const heartbeats = new Counter({
     name: 'pulse_heartbeats_total',
