@@ -349,10 +349,28 @@ describe('without batching (HEARTBEAT_BATCHING=off)', () => {
 
 describe('the write statement', () => {
   it('keeps now() out of ON CONFLICT DO UPDATE, which Citus requires', async () => {
+    await t.setLastHeartbeat('1', 3600); // offline: both statements
+    t.statements.length = 0;
     await service().heartbeat(id('1'));
-    const [statement] = writes(t.statements);
-    const onConflict = statement!.slice(statement!.search(/on conflict/i), statement!.search(/returning/i));
-    expect(onConflict).toMatch(/set last_hb = excluded\.last_hb/i);
-    expect(onConflict).not.toMatch(/now\(\)/i);
+    const statements = writes(t.statements);
+    expect(statements).toHaveLength(2);
+    for (const statement of statements) {
+      const onConflict = statement.slice(statement.search(/on conflict/i), statement.search(/returning/i));
+      expect(onConflict).toMatch(/set last_hb = excluded\.last_hb/i);
+      expect(onConflict).not.toMatch(/now\(\)/i);
+    }
+  });
+
+  it('prepares the common-case statement once per connection, so PostgreSQL parses and plans it from its cache', async () => {
+    const single = createDatabase({ url: t.url, poolMax: 1, connectionTimeoutMs: 2000, statementTimeoutMs: 5000, logger: silentLogger });
+    try {
+      for (const user of ['1', '2', '3']) await recordHeartbeats(single, [id(user)], 30, 0);
+      const { rows } = await sql<{ calls: number }>`
+        select (generic_plans + custom_plans)::int as calls from pg_prepared_statements where statement like '%insert into pulse%'
+      `.execute(single);
+      expect(rows).toEqual([{ calls: 3 }]);
+    } finally {
+      await single.destroy();
+    }
   });
 });
