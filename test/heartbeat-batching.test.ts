@@ -373,4 +373,17 @@ describe('the write statement', () => {
       await single.destroy();
     }
   });
+
+  it('with DB_PREPARED_STATEMENTS off (a pooler that cannot keep them), prepares nothing and writes all the same', async () => {
+    const single = createDatabase({ url: t.url, poolMax: 1, connectionTimeoutMs: 2000, statementTimeoutMs: 5000, preparedStatements: false, logger: silentLogger });
+    try {
+      const outcome = await recordHeartbeats(single, [id('1'), id('2')], 30, 0);
+      const { rows } = await sql<{ n: number }>`select count(*)::int as n from pg_prepared_statements`.execute(single);
+      expect(rows[0]!.n).toBe(0);
+      expect(outcome.cameOnline.sort()).toEqual(['1', '2']);
+      expect((await lastHeartbeats(['1', '2'])).size).toBe(2);
+    } finally {
+      await single.destroy();
+    }
+  });
 });

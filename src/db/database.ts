@@ -21,6 +21,12 @@ export interface DatabaseOptions {
   logger: Logger;
   /** Called once for every statement sent, with its SQL (after it finishes). */
   onStatement?: (sql: string) => void;
+  /**
+   * Send statements marked with {@link preparedStatement} as prepared statements
+   * (default true). Off for a pooler that cannot keep a connection's prepared
+   * statements across transactions (PgBouncer before 1.21 in transaction mode).
+   */
+  preparedStatements?: boolean;
   /** How the server lists these connections (pg_stat_activity); default `pulse`. */
   applicationName?: string;
 }
@@ -40,7 +46,7 @@ export function createPool(options: Omit<DatabaseOptions, 'onStatement'>): pg.Po
     connectionTimeoutMillis: options.connectionTimeoutMs,
     statement_timeout: options.statementTimeoutMs,
     application_name: options.applicationName ?? 'pulse',
-    Client: PreparingClient,
+    Client: options.preparedStatements === false ? pg.Client : PreparingClient,
   });
   // A pg client emits `error` when its connection is lost (the server restarts,
   // an admin terminates the backend, the network drops), and an `error` event
@@ -72,7 +78,8 @@ export function createPool(options: Omit<DatabaseOptions, 'onStatement'>): pg.Po
  * parameters) and that runs often: on a pool from {@link createPool} it is then
  * prepared once per connection and planned by PostgreSQL's plan cache instead of
  * parsed and planned anew every time. Kysely sends every statement unnamed, so
- * this is the one way to name one. Anywhere else it is only a comment.
+ * this is the one way to name one. Elsewhere (another pool, or
+ * `DB_PREPARED_STATEMENTS=false`) it is only a comment.
  *
  * @example sql`${preparedStatement} select ... where user_id = any(${ids}::bigint[])`
  */
