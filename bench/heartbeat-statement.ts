@@ -10,7 +10,7 @@
  *    prepared statement alone), for a batch where 1 user in 100 comes online (the
  *    second statement for those few), and for users coming online (both
  *    statements, the second for every user);
- *  - a plain unnest upsert of the same rows (bench/database.ts's BATCHED_UPSERT),
+ *  - a plain unnest upsert of the same rows (bench/database/statements.ts's BATCHED_UPSERT),
  *    the floor: what writing the rows costs with nothing learnt about them.
  *
  * Settings (environment): STATEMENT_ROWS (table size, 200000), STATEMENT_BATCH
@@ -25,7 +25,7 @@ import { migrateToLatest } from '../src/db/migrator';
 import { silentLogger } from '../src/logger';
 import { recordHeartbeats, sortUserIds } from '../src/presence/pulse-repository';
 import type { UserId } from '../src/presence/user-id';
-import { BATCHED_UPSERT } from './database';
+import { BATCHED_UPSERT } from './database/statements';
 import { benchDatabase, log, processCpuMs } from './support';
 
 const ROWS = Number(process.env.STATEMENT_ROWS ?? 200_000);

@@ -163,9 +163,7 @@ export function createTokenIssuer(secret: string | null, options: { keySet?: Key
     },
     verify,
     async authenticate(authorization) {
-      if (!authorization) {
-        throw new AuthenticationError('Missing bearer token: send `Authorization: Bearer <token>`');
-      }
+      if (!authorization) throw missingTokenError();
       const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
       if (!match?.[1]) {
         throw new AuthenticationError('Malformed Authorization header: expected `Bearer <token>`');
@@ -173,6 +171,11 @@ export function createTokenIssuer(secret: string | null, options: { keySet?: Key
       return verify(match[1]);
     },
   };
+}
+
+/** What a request without an Authorization header is told when it needs a user. */
+export function missingTokenError(): AuthenticationError {
+  return new AuthenticationError('Missing bearer token: send `Authorization: Bearer <token>`');
 }
 
 // Private: jsonwebtoken's errors, in words that tell the caller what to do.

@@ -1,17 +1,19 @@
 /**
  * The per-request GraphQL context: who is calling, and the request's loaders.
  *
- * Built once per request by the HTTP layer; resolvers only read it. A bearer
+ * Built once per request by the HTTP layer; resolvers only read it. The bearer
  * token is verified while the context is built (checking an identity
- * provider's token may need its key set, which is asynchronous), and its outcome
- * kept: reads never fail on a bad token, they see as an anonymous reader; only
- * what needs the caller (`authenticate`) fails with why the token was refused.
+ * provider's token may need its key set, which is asynchronous), by the same
+ * {@link identifyCaller} as REST: reads never fail on a bad token, they see as
+ * an anonymous reader; only what needs the caller (`authenticate`) fails with
+ * why the token was refused.
  */
 import type DataLoader from 'dataloader';
 import type { GraphQLResolveInfo } from 'graphql';
+import { identifyCaller } from '../auth/caller';
 import type { TokenIssuer } from '../auth/tokens';
 import type { Logger } from '../logger';
-import type { PresenceService } from '../presence/presence-service';
+import type { Presence } from '../presence/presence-service';
 import type { UserId } from '../presence/user-id';
 import type { UserStatus } from '../presence/user-status';
 
@@ -41,7 +43,7 @@ export interface PulseContext {
 }
 
 export interface ContextDependencies {
-  presence: PresenceService;
+  presence: Pick<Presence, 'createStatusLoader'>;
   tokens: TokenIssuer;
 }
 
@@ -55,20 +57,10 @@ export interface RequestInfo {
 }
 
 export async function createContext(deps: ContextDependencies, request: RequestInfo): Promise<PulseContext> {
-  const { authorization } = request;
-  let caller: { userId: UserId } | { error: unknown };
-  try {
-    caller = { userId: await deps.tokens.authenticate(authorization) };
-  } catch (error) {
-    caller = { error };
-  }
-  const verify = () => caller;
+  const caller = await identifyCaller(deps.tokens, request.authorization);
   let statusLoader: DataLoader<UserId, UserStatus> | undefined;
   let freshStatusLoader: DataLoader<UserId, UserStatus> | undefined;
-  const viewer = () => {
-    const verified = verify();
-    return 'userId' in verified ? verified.userId : null;
-  };
+  const viewer = () => caller.viewer;
   return {
     requestId: request.requestId,
     // A getter: the request's logger is made only if something logs.
@@ -76,11 +68,7 @@ export async function createContext(deps: ContextDependencies, request: RequestI
       return request.logger;
     },
     clientAddress: request.clientAddress,
-    authenticate() {
-      const verified = verify();
-      if ('error' in verified) throw verified.error;
-      return verified.userId;
-    },
+    authenticate: () => caller.userId(),
     viewer,
     loaders: {
       // Created on first use: building it needs the viewer, hence the token.

@@ -23,10 +23,13 @@ export const MAX_SEARCH_PAGE = 100;
  */
 export const MIN_CONTAINS_QUERY = 3;
 
-/** One page of a name search, in the shape of a GraphQL connection. */
-export interface UserPage {
-  edges: Array<{ cursor: string; node: User }>;
-  pageInfo: { hasNextPage: boolean; endCursor: string | null };
+/**
+ * One page of a name search: the users found, in order, each with the cursor
+ * that continues the search right after them, and whether more follow.
+ */
+export interface SearchPage {
+  matches: Array<{ user: User; cursor: string }>;
+  hasMore: boolean;
 }
 
 export class UserService {
@@ -71,7 +74,7 @@ export class UserService {
    * names that contain it elsewhere, each group in name order. `after` is a cursor
    * from a previous page of the same search.
    */
-  async searchUsers(query: string, first: number, after: string | null): Promise<UserPage> {
+  async searchUsers(query: string, first: number, after: string | null): Promise<SearchPage> {
     const trimmed = parseText('query', query, MAX_NAME_LENGTH);
     const length = [...trimmed].length;
     if (!Number.isInteger(first) || first < 1 || first > MAX_SEARCH_PAGE) {
@@ -88,12 +91,11 @@ export class UserService {
         limit: first + 1,
       }),
     );
-    const page = rows.slice(0, first);
-    const edges = page.map((row) => ({
+    const matches = rows.slice(0, first).map((row) => ({
+      user: userFromRow(row),
       cursor: encodeSearchCursor({ tier: row.tier, sortName: row.sort_name }),
-      node: userFromRow(row),
     }));
-    return { edges, pageInfo: { hasNextPage: rows.length > first, endCursor: edges.at(-1)?.cursor ?? null } };
+    return { matches, hasMore: rows.length > first };
   }
 
   /**
