@@ -27,7 +27,7 @@ export interface PulseRow {
   idle: boolean;
 }
 
-/** What one heartbeat statement did, from {@link recordHeartbeats}. */
+/** What the heartbeat statements of one batch did, from {@link recordHeartbeats}. */
 export interface HeartbeatOutcome {
   /** The heartbeats' time: `last_hb` of every row written. */
   now: Date;
@@ -144,8 +144,9 @@ function notifiedCte(channel: string, changed: RawBuilder<unknown>) {
 // now() - threshold), past the gap, with the same idle flag: such a write changes
 // nothing anyone sees, so it needs no read of the row before it and no
 // notification. An upsert that finds a row and whose condition is false leaves it
-// alone; an inserted row (`xmax = 0`: no transaction updated or locked it) is a
-// user never seen, who came online. The answer is one row. Its last two columns are
+// alone; an inserted row (`xmax = 0`: a row the upsert updated carries its lock in
+// xmax, a detail of PostgreSQL's upsert that the tests pin down) is a user never
+// seen, who came online. The answer is one row. Its last two columns are
 // subqueries behind a CASE, which PostgreSQL evaluates only when the CASE needs
 // them (uncorrelated subqueries are init plans, run on first use): in the common
 // case nothing is listed and nobody notified, and what the statement costs beyond
@@ -179,7 +180,6 @@ async function writeOnlineUsers(
       case when t.written < ${userIds.length}::int then array(
         select user_id::text from (select user_id from unnest(${sql.val(userIds)}::bigint[]) as u(user_id)
           except all select user_id from written) as rest
-        order by user_id
       ) end as rest
     from tally t
   `.execute(db);
@@ -188,7 +188,8 @@ async function writeOnlineUsers(
     now: new DatabaseTime(row.now),
     exactNow: row.exact_now,
     inserted: (row.inserted ?? []) as UserId[],
-    rest: (row.rest ?? []) as UserId[],
+    // In lock order again: EXCEPT returns its rows in no particular order.
+    rest: sortUserIds((row.rest ?? []) as UserId[]),
   };
 }
 
