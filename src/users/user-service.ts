@@ -30,6 +30,12 @@ export const MIN_CONTAINS_QUERY = 3;
 export interface SearchPage {
   matches: Array<{ user: User; cursor: string }>;
   hasMore: boolean;
+  /**
+   * Set when the page stopped short (fewer than `first` matches, more may
+   * follow): the cursor that goes on from where the reading stopped, past the
+   * last match. Null otherwise: the last match's cursor goes on.
+   */
+  resumeCursor: string | null;
 }
 
 export class UserService {
@@ -70,9 +76,14 @@ export class UserService {
 
   /**
    * Users whose name matches `query` case-insensitively: names that start with it
-   * first, then (for queries of {@link MIN_CONTAINS_QUERY} characters or more)
-   * names that contain it elsewhere, each group in name order. `after` is a cursor
-   * from a previous page of the same search.
+   * first, in name order, then (for queries of {@link MIN_CONTAINS_QUERY}
+   * characters or more) names that contain it elsewhere: in name order, or in
+   * sign-up order when the fragment is common (docs/users.md, "Name search").
+   * `after` is a cursor from a previous page of the same search.
+   *
+   * Every page reads a bounded number of rows, so a page of contains matches may
+   * hold fewer than `first` users while more may follow; its `resumeCursor` then
+   * goes on from where the reading stopped.
    */
   async searchUsers(query: string, first: number, after: string | null): Promise<SearchPage> {
     const trimmed = parseText('query', query, MAX_NAME_LENGTH);
@@ -83,7 +94,7 @@ export class UserService {
     const position = after === null ? null : decodeSearchCursor(after);
 
     // One row more than asked tells whether another page follows.
-    const rows = await this.#replicaReads((db) =>
+    const { rows, resumeAfter } = await this.#replicaReads((db) =>
       searchUsersByName(db, {
         query: trimmed,
         includeContains: length >= MIN_CONTAINS_QUERY,
@@ -93,9 +104,11 @@ export class UserService {
     );
     const matches = rows.slice(0, first).map((row) => ({
       user: userFromRow(row),
-      cursor: encodeSearchCursor({ tier: row.tier, sortName: row.sort_name }),
+      cursor: encodeSearchCursor(row.tier === 2 ? { tier: 2, id: row.id } : { tier: row.tier, sortName: row.sort_name }),
     }));
-    return { matches, hasMore: rows.length > first };
+    if (rows.length > first) return { matches, hasMore: true, resumeCursor: null };
+    if (resumeAfter) return { matches, hasMore: true, resumeCursor: encodeSearchCursor(resumeAfter) };
+    return { matches, hasMore: false, resumeCursor: null };
   }
 
   /**
