@@ -5,8 +5,11 @@
  * on a shared machine measures the neighbours too.
  *
  * Compares, side by side and alternating for `ROUNDS` rounds (medians reported):
- *  - Pulse's statement (recordHeartbeats, with the NOTIFY of users who came online)
- *    for the common case, every user already online, and for users coming online;
+ *  - Pulse's heartbeat statements (recordHeartbeats, with the NOTIFY of users who
+ *    came online) for the common case, every user already online (the first,
+ *    prepared statement alone), for a batch where 1 user in 100 comes online (the
+ *    second statement for those few), and for users coming online (both
+ *    statements, the second for every user);
  *  - a plain unnest upsert of the same rows (bench/database/statements.ts's BATCHED_UPSERT),
  *    the floor: what writing the rows costs with nothing learnt about them.
  *
@@ -62,7 +65,13 @@ async function main(): Promise<void> {
         run: (ids) => recordHeartbeats(db, ids, THRESHOLD_SECONDS, GAP_SECONDS, 'pulse_presence').then(() => undefined),
       },
       {
-        name: "Pulse's statement, users coming online (NOTIFY)",
+        name: "Pulse's statements, 1 user in 100 coming online (NOTIFY)",
+        prepare: (ids) =>
+          age(ids, GAP_SECONDS + 5).then(() => age(ids.filter((_, i) => i % 100 === 0), 3600)).then(() => undefined),
+        run: (ids) => recordHeartbeats(db, ids, THRESHOLD_SECONDS, GAP_SECONDS, 'pulse_presence').then(() => undefined),
+      },
+      {
+        name: "Pulse's statements, users coming online (NOTIFY)",
         prepare: (ids) => age(ids, 3600).then(() => undefined),
         run: (ids) => recordHeartbeats(db, ids, THRESHOLD_SECONDS, GAP_SECONDS, 'pulse_presence').then(() => undefined),
       },
@@ -95,7 +104,7 @@ async function main(): Promise<void> {
     }
     await listener.end();
 
-    const floor = median(results.get(variants[2]!.name)!);
+    const floor = median(results.get(variants.at(-1)!.name)!);
     log(`\n${ROWS} rows, ${BATCH} rows per statement, ${CALLS} statements per measurement, medians of ${ROUNDS} rounds. ${database.label}. NOTIFY messages received: ${notified}.\n`);
     log('| statement | backend CPU per row, µs | / plain upsert |\n|---|---:|---:|');
     for (const variant of variants) {

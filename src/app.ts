@@ -393,6 +393,7 @@ async function startReadReplicas(
     poolMax: config.database.poolMax,
     connectionTimeoutMs: config.database.connectionTimeoutMs,
     statementTimeoutMs: config.database.statementTimeoutMs,
+    preparedStatements: config.database.preparedStatements,
     logger,
     onStatement: (text) => {
       metrics.statements.inc();

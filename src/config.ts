@@ -59,6 +59,12 @@ export interface Config {
     readonly poolMaxWaiting: number;
     readonly connectionTimeoutMs: number;
     readonly statementTimeoutMs: number;
+    /**
+     * Send the hottest statements as prepared (named) statements, planned once per
+     * connection. Off for a pooler that cannot keep them (PgBouncer before 1.21 in
+     * transaction mode).
+     */
+    readonly preparedStatements: boolean;
     readonly migrateOnStart: boolean;
     /** Connection attempts at startup before giving up (backoff doubles from 0.5 s). */
     readonly startupAttempts: number;
@@ -247,6 +253,7 @@ const databaseEnv = z.object({
   DB_POOL_MAX_WAITING: integer(0, 1_000_000).default(100),
   DB_CONNECTION_TIMEOUT_MS: integer(100, 600_000).default(5_000),
   DB_STATEMENT_TIMEOUT_MS: integer(100, 3_600_000).default(5_000),
+  DB_PREPARED_STATEMENTS: boolean.default(true),
   MIGRATE_ON_START: boolean.default(true),
   DB_STARTUP_ATTEMPTS: integer(1, 100).default(6),
   EMBEDDED_PG_PORT: integer(1, 65535).default(54329),
@@ -469,6 +476,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: { forS
       poolMaxWaiting: database.DB_POOL_MAX_WAITING,
       connectionTimeoutMs: database.DB_CONNECTION_TIMEOUT_MS,
       statementTimeoutMs: database.DB_STATEMENT_TIMEOUT_MS,
+      preparedStatements: database.DB_PREPARED_STATEMENTS,
       migrateOnStart: database.MIGRATE_ON_START,
       startupAttempts: database.DB_STARTUP_ATTEMPTS,
       embeddedPort: database.EMBEDDED_PG_PORT,

@@ -18,6 +18,8 @@ import { distributeTables } from '../src/db/distribute';
 import { migrateToLatest } from '../src/db/migrator';
 import { runRetention } from '../src/jobs/retention';
 import { silentLogger } from '../src/logger';
+import { recordHeartbeats } from '../src/presence/pulse-repository';
+import type { UserId } from '../src/presence/user-id';
 import { citusNodes, createCitusDatabase, type CitusDatabase, type CitusNodes } from './support/citus-database';
 import { subscribe, type StreamEvent, type Subscription } from './support/event-stream';
 import { createEmptyDatabase } from './support/test-database';
@@ -220,6 +222,36 @@ describeCitus(title('Pulse on Citus'), () => {
       const { rows } = await sql<{ last_hb: Date }>`select last_hb from pulse where user_id = 1002`.execute(db);
       const third = await server.graphql('mutation { heartbeat { lastSeen } }', { token });
       expect(new Date(third.body.data!.heartbeat.lastSeen).getTime()).toBeGreaterThan(rows[0]!.last_hb.getTime());
+    });
+
+    it('writes a batch that needs both heartbeat statements: one time for all, who came online and who turned idle, told to listeners', async () => {
+      const users = ['3001', '3002', '3003', '3004', '3005'] as UserId[];
+      await setLastHeartbeat('3001', 3600); // offline: comes online
+      await setLastHeartbeat('3002', 10); // online: the first statement writes it
+      await setLastHeartbeat('3003', 10); // online, turns idle
+      await setLastHeartbeat('3004', 2); // within the gap: skipped
+      // 3005: never seen
+      const listener = new pg.Client({ connectionString: database.url });
+      await listener.connect();
+      const told: string[] = [];
+      listener.on('notification', (message) => told.push(...message.payload!.split(',')));
+      await listener.query('listen pulse_citus_statement');
+      try {
+        const outcome = await recordHeartbeats(db, users, 30, 5, 'pulse_citus_statement', true, new Set(['3003'] as UserId[]));
+        const { rows } = await sql<{ user_id: string; last_hb: Date }>`
+          select user_id::text, last_hb from pulse where user_id = any(${users}::bigint[]) order by user_id
+        `.execute(db);
+        await listener.query('select 1'); // NOTIFY arrives before the answer to a later query
+
+        expect(outcome.cameOnline.sort()).toEqual(['3001', '3005']);
+        expect(outcome.idleChanged).toEqual(['3003']);
+        expect(outcome.skipped.map((row) => row.user_id)).toEqual(['3004']);
+        expect(rows.filter((row) => row.user_id !== '3004').map((row) => row.last_hb.getTime())).toEqual([1, 2, 3, 4].map(() => outcome.now.getTime()));
+        expect(told.sort()).toEqual(['3001', '3003', '3005']);
+        expect((await nodesHolding(db, 'pulse', users)).length).toBe(2);
+      } finally {
+        await listener.end();
+      }
     });
   });
 

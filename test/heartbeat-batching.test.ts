@@ -11,6 +11,7 @@ import { toPulseError } from '../src/errors';
 import { silentLogger } from '../src/logger';
 import { createMetrics, type Metrics } from '../src/observability/metrics';
 import { PresenceService, type PresenceServiceOptions } from '../src/presence/presence-service';
+import { recordHeartbeats, sortUserIds } from '../src/presence/pulse-repository';
 import { parseUserId, type UserId } from '../src/presence/user-id';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
 
@@ -51,12 +52,17 @@ async function counter(outcome: string): Promise<number> {
 // sleep; asked outside the locker's transaction, whose view of the statistics is
 // fixed at its start).
 async function waitForBlockedWrite(): Promise<void> {
+  await waitForBlockedWrites(1);
+}
+
+// Private: until `count` heartbeat statements are blocked on row locks.
+async function waitForBlockedWrites(count: number): Promise<void> {
   for (;;) {
     const { rows } = await sql<{ n: number }>`
       select count(*)::int as n from pg_stat_activity
       where datname = current_database() and wait_event_type = 'Lock' and query like '%insert into pulse%'
     `.execute(t.db);
-    if (rows[0]!.n > 0) return;
+    if (rows[0]!.n >= count) return;
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
@@ -110,7 +116,7 @@ describe('group commit', () => {
   });
 
   it('adapts: while a statement runs, heartbeats collect and leave together in one statement when it returns', async () => {
-    await t.setLastHeartbeat('5', 3600);
+    await t.setLastHeartbeat('5', 10); // online: its heartbeat is one statement
     t.statements.length = 0;
     const presence = service({ batching: { windowMs: 0, maxSize: 1000, maxInFlight: 1 } });
     const locker = new pg.Client({ connectionString: t.url });
@@ -210,7 +216,7 @@ describe('group commit', () => {
 });
 
 describe('coming online', () => {
-  it('reports, from the write statement itself, exactly the users a batch brought online', async () => {
+  it('reports, from the write statements themselves, exactly the users a batch brought online', async () => {
     await t.setLastHeartbeat('1', 3600); // offline: comes online
     await t.setLastHeartbeat('2', 10); // online already: no event
     t.statements.length = 0;
@@ -218,10 +224,75 @@ describe('coming online', () => {
     const presence = service({ onCameOnline: (userIds) => reported.push([...userIds].sort()) });
     await Promise.all(['1', '2', '3'].map((u) => presence.heartbeat(id(u)))); // 3: never seen
     expect(reported).toEqual([['1', '3']]);
-    expect(t.statements).toHaveLength(1);
+    // The first statement writes 2 and inserts 3; the second reads and writes 1.
+    expect(t.statements).toHaveLength(2);
 
-    await Promise.all(['1', '3'].map((u) => presence.heartbeat(id(u))));
+    // All online now: the common case, one statement and no event.
+    t.statements.length = 0;
+    await Promise.all(['1', '2', '3'].map((u) => presence.heartbeat(id(u))));
     expect(reported).toHaveLength(1);
+    expect(t.statements).toHaveLength(1);
+  });
+});
+
+describe('two statements, the second only for the users the first did not write', () => {
+  it('writes a whole batch at one time, whichever statement wrote each user', async () => {
+    await t.setLastHeartbeat('1', 3600); // offline: the second statement
+    await t.setLastHeartbeat('2', 10); // online: the first
+    const outcome = await recordHeartbeats(t.db, sortUserIds([id('1'), id('2'), id('3')]), 30, 0);
+    const stored = await lastHeartbeats(['1', '2', '3']);
+
+    expect(outcome.cameOnline.sort()).toEqual(['1', '3']);
+    expect(outcome.skipped).toEqual([]);
+    expect(new Set([...stored.values()].map((time) => time.getTime()))).toEqual(new Set([outcome.now.getTime()]));
+  });
+
+  it('tells who turned idle or active, and writes it inside the gap', async () => {
+    await t.setLastHeartbeat('1', 2);
+    await t.setLastHeartbeat('2', 2);
+    const outcome = await recordHeartbeats(t.db, sortUserIds([id('1'), id('2')]), 30, 5, null, false, new Set([id('1')]));
+    const { rows } = await sql<{ user_id: string; idle: boolean }>`select user_id::text, idle from pulse order by user_id`.execute(t.db);
+
+    expect(outcome.idleChanged).toEqual(['1']);
+    expect(outcome.skipped.map((row) => row.user_id)).toEqual(['2']);
+    expect(rows).toEqual([{ user_id: '1', idle: true }, { user_id: '2', idle: false }]);
+  });
+
+  it('does not deadlock when one batch needs both statements and an overlapping one holds a row it needs', async () => {
+    await t.setLastHeartbeat('5', 10);
+    await t.setLastHeartbeat('9', 10);
+    const locker = new pg.Client({ connectionString: t.url });
+    await locker.connect();
+    await locker.query('begin');
+    await locker.query('select * from pulse where user_id = 9 for update');
+    // Batch a: user 5 turns idle, so 5 waits for the second statement; its first
+    // statement locks 5 and waits for 9. Batch b (nothing changes) then waits for 5.
+    const a = recordHeartbeats(t.db, [id('5'), id('9')], 30, 0, null, false, new Set([id('5')]));
+    await waitForBlockedWrites(1);
+    const b = recordHeartbeats(t.db, [id('5'), id('9')], 30, 0);
+    await waitForBlockedWrites(2);
+    await locker.query('commit');
+    await locker.end();
+
+    const [first, second] = await Promise.allSettled([a, b]);
+    expect(first.status).toBe('fulfilled');
+    expect(second.status).toBe('fulfilled');
+    expect((await a).idleChanged).toEqual(['5']);
+    expect((await lastHeartbeats(['5', '9'])).size).toBe(2);
+  });
+
+  it('lands every heartbeat of concurrent overlapping batches that mix users online, offline and turning idle', async () => {
+    const users = ids(1, 110);
+    for (const [i, user] of users.entries()) if (i % 3 === 0) await t.setLastHeartbeat(user, 3600);
+    const presence = service({ heartbeatMinIntervalMs: 0, batching: { windowMs: 1, maxSize: 29, maxInFlight: 4 } });
+    const waves = Array.from({ length: 6 }, (_, wave) =>
+      users.slice(wave * 10, wave * 10 + 60).sort(() => Math.random() - 0.5).map((u, i) => ({ u, idle: (i + wave) % 4 === 0 })),
+    );
+    const results = await Promise.allSettled(waves.flat().map(({ u, idle }) => presence.heartbeat(u, idle)));
+
+    expect(results.filter((r) => r.status === 'rejected')).toEqual([]);
+    const { rows } = await sql<{ n: number }>`select count(*)::int as n from pulse where last_hb >= now() - interval '30 seconds'`.execute(t.db);
+    expect(rows[0]!.n).toBe(110);
   });
 });
 
@@ -255,7 +326,8 @@ describe('the minimum write gap', () => {
     expect([one, two, three].every((s) => s!.online)).toBe(true);
     expect(await counter('written')).toBe(2);
     expect(await counter('skipped')).toBe(1);
-    expect(writes(t.statements)).toHaveLength(1);
+    // The first statement writes 2 and inserts 3; the second reads 1 and skips it.
+    expect(writes(t.statements)).toHaveLength(2);
   });
 
   it('with a gap of 0, writes every heartbeat', async () => {
@@ -277,10 +349,41 @@ describe('without batching (HEARTBEAT_BATCHING=off)', () => {
 
 describe('the write statement', () => {
   it('keeps now() out of ON CONFLICT DO UPDATE, which Citus requires', async () => {
+    await t.setLastHeartbeat('1', 3600); // offline: both statements
+    t.statements.length = 0;
     await service().heartbeat(id('1'));
-    const [statement] = writes(t.statements);
-    const onConflict = statement!.slice(statement!.search(/on conflict/i), statement!.search(/returning/i));
-    expect(onConflict).toMatch(/set last_hb = excluded\.last_hb/i);
-    expect(onConflict).not.toMatch(/now\(\)/i);
+    const statements = writes(t.statements);
+    expect(statements).toHaveLength(2);
+    for (const statement of statements) {
+      const onConflict = statement.slice(statement.search(/on conflict/i), statement.search(/returning/i));
+      expect(onConflict).toMatch(/set last_hb = excluded\.last_hb/i);
+      expect(onConflict).not.toMatch(/now\(\)/i);
+    }
+  });
+
+  it('prepares the common-case statement once per connection, so PostgreSQL parses and plans it from its cache', async () => {
+    const single = createDatabase({ url: t.url, poolMax: 1, connectionTimeoutMs: 2000, statementTimeoutMs: 5000, logger: silentLogger });
+    try {
+      for (const user of ['1', '2', '3']) await recordHeartbeats(single, [id(user)], 30, 0);
+      const { rows } = await sql<{ calls: number }>`
+        select (generic_plans + custom_plans)::int as calls from pg_prepared_statements where statement like '%insert into pulse%'
+      `.execute(single);
+      expect(rows).toEqual([{ calls: 3 }]);
+    } finally {
+      await single.destroy();
+    }
+  });
+
+  it('with DB_PREPARED_STATEMENTS off (a pooler that cannot keep them), prepares nothing and writes all the same', async () => {
+    const single = createDatabase({ url: t.url, poolMax: 1, connectionTimeoutMs: 2000, statementTimeoutMs: 5000, preparedStatements: false, logger: silentLogger });
+    try {
+      const outcome = await recordHeartbeats(single, [id('1'), id('2')], 30, 0);
+      const { rows } = await sql<{ n: number }>`select count(*)::int as n from pg_prepared_statements`.execute(single);
+      expect(rows[0]!.n).toBe(0);
+      expect(outcome.cameOnline.sort()).toEqual(['1', '2']);
+      expect((await lastHeartbeats(['1', '2'])).size).toBe(2);
+    } finally {
+      await single.destroy();
+    }
   });
 });

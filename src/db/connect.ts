@@ -31,6 +31,7 @@ export async function connectDatabase(
     poolMax: config.database.poolMax,
     connectionTimeoutMs: config.database.connectionTimeoutMs,
     statementTimeoutMs: config.database.statementTimeoutMs,
+    preparedStatements: config.database.preparedStatements,
     logger,
   };
 

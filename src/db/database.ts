@@ -4,7 +4,8 @@
  * Every SQL statement Pulse runs goes through here, which is what lets a test (and,
  * later, metrics) count them exactly.
  */
-import { Kysely, PostgresDialect } from 'kysely';
+import { createHash } from 'node:crypto';
+import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import type { Logger } from '../logger';
 import type { PulseDatabase } from './tables';
@@ -20,11 +21,20 @@ export interface DatabaseOptions {
   logger: Logger;
   /** Called once for every statement sent, with its SQL (after it finishes). */
   onStatement?: (sql: string) => void;
+  /**
+   * Send statements marked with {@link preparedStatement} as prepared statements
+   * (default true). Off for a pooler that cannot keep a connection's prepared
+   * statements across transactions (PgBouncer before 1.21 in transaction mode).
+   */
+  preparedStatements?: boolean;
   /** How the server lists these connections (pg_stat_activity); default `pulse`. */
   applicationName?: string;
 }
 
 export type Database = Kysely<PulseDatabase>;
+
+// Private: how a statement asks to be prepared (see preparedStatement).
+const PREPARED_MARK = '/* prepared */';
 
 /**
  * The process's pool. Pass it to {@link createDatabase}; keep it to read its stats.
@@ -36,6 +46,7 @@ export function createPool(options: Omit<DatabaseOptions, 'onStatement'>): pg.Po
     connectionTimeoutMillis: options.connectionTimeoutMs,
     statement_timeout: options.statementTimeoutMs,
     application_name: options.applicationName ?? 'pulse',
+    Client: options.preparedStatements === false ? pg.Client : PreparingClient,
   });
   // A pg client emits `error` when its connection is lost (the server restarts,
   // an admin terminates the backend, the network drops), and an `error` event
@@ -62,6 +73,18 @@ export function createPool(options: Omit<DatabaseOptions, 'onStatement'>): pg.Po
   return pool;
 }
 
+/**
+ * Put first in a statement whose text never changes (its values are all
+ * parameters) and that runs often: on a pool from {@link createPool} it is then
+ * prepared once per connection and planned by PostgreSQL's plan cache instead of
+ * parsed and planned anew every time. Kysely sends every statement unnamed, so
+ * this is the one way to name one. Elsewhere (another pool, or
+ * `DB_PREPARED_STATEMENTS=false`) it is only a comment.
+ *
+ * @example sql`${preparedStatement} select ... where user_id = any(${ids}::bigint[])`
+ */
+export const preparedStatement = sql.raw(`${PREPARED_MARK} `);
+
 /** Kysely over a pool the caller made (the process's pool), or over one of its own made from the options. */
 export type DatabaseOverPool = { pool: pg.Pool; onStatement?: (sql: string) => void };
 
@@ -76,6 +99,28 @@ export function createDatabase(options: DatabaseOptions | DatabaseOverPool): Dat
         }
       : undefined,
   });
+}
+
+// Private: a pg client that sends a statement starting with PREPARED_MARK as a
+// named (prepared) statement. pg parses a named statement once per connection and
+// then only binds and executes it; the name is a digest of the text, because pg
+// refuses one name for two texts. PostgreSQL plans the first executions for their
+// values and then settles on a generic plan if it costs no more (plan_cache_mode).
+class PreparingClient extends pg.Client {
+  readonly #names = new Map<string, string>();
+
+  override query(...args: any[]): any {
+    const [text, values] = args;
+    if (typeof text === 'string' && text.startsWith(PREPARED_MARK) && (values === undefined || Array.isArray(values))) {
+      let name = this.#names.get(text);
+      if (name === undefined) {
+        name = `pulse_${createHash('sha1').update(text).digest('hex').slice(0, 24)}`;
+        this.#names.set(text, name);
+      }
+      return super.query({ name, text, values }, ...args.slice(2));
+    }
+    return Reflect.apply(super.query, this, args);
+  }
 }
 
 /** `postgres://user:secret@host/db` -> `postgres://user:***@host/db`, for logs. */

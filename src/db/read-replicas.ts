@@ -57,6 +57,8 @@ export interface ReadReplicaOptions {
   poolMax: number;
   connectionTimeoutMs: number;
   statementTimeoutMs: number;
+  /** See DatabaseOptions.preparedStatements. */
+  preparedStatements?: boolean;
   logger: Logger;
   /** Called with every statement sent to a replica. */
   onStatement?: (sql: string) => void;
@@ -94,6 +96,7 @@ export class ReadReplicas {
         poolMax: options.poolMax,
         connectionTimeoutMs: options.connectionTimeoutMs,
         statementTimeoutMs: options.statementTimeoutMs,
+        preparedStatements: options.preparedStatements,
         logger: options.logger,
         applicationName: 'pulse-read',
       });
