@@ -55,45 +55,63 @@ export interface RequestInfo {
 }
 
 export async function createContext(deps: ContextDependencies, request: RequestInfo): Promise<PulseContext> {
-  const { authorization } = request;
-  let caller: { userId: UserId } | { error: unknown };
+  let caller: Caller;
   try {
-    caller = { userId: await deps.tokens.authenticate(authorization) };
+    caller = { userId: await deps.tokens.authenticate(request.authorization) };
   } catch (error) {
     caller = { error };
   }
-  const verify = () => caller;
-  let statusLoader: DataLoader<UserId, UserStatus> | undefined;
-  let freshStatusLoader: DataLoader<UserId, UserStatus> | undefined;
-  const viewer = () => {
-    const verified = verify();
-    return 'userId' in verified ? verified.userId : null;
-  };
-  return {
-    requestId: request.requestId,
-    // A getter: the request's logger is made only if something logs.
-    get logger() {
-      return request.logger;
-    },
-    clientAddress: request.clientAddress,
-    authenticate() {
-      const verified = verify();
-      if ('error' in verified) throw verified.error;
-      return verified.userId;
-    },
-    viewer,
-    loaders: {
-      // Created on first use: building it needs the viewer, hence the token.
+  return new RequestContext(deps.presence, request, caller);
+}
+
+// Private: the outcome of the token check, kept for the request.
+type Caller = { userId: UserId } | { error: unknown };
+
+// Private: a class, not an object literal, for Apollo's sake: Apollo copies the
+// context of every request (`Object.assign` onto an object with the same
+// prototype), which calls an own getter. Getters on the prototype survive the
+// copy uncalled, so the logger stays made on first use. For the same reason the
+// state is in plain properties, not `#fields`, which the copy would not carry.
+class RequestContext implements PulseContext {
+  readonly requestId: string;
+  readonly clientAddress: string;
+  readonly loaders: PulseContext['loaders'];
+
+  constructor(
+    presence: PresenceService,
+    private readonly request: RequestInfo,
+    private readonly caller: Caller,
+  ) {
+    this.requestId = request.requestId;
+    this.clientAddress = request.clientAddress;
+    const viewer = this.viewer();
+    let statusLoader: DataLoader<UserId, UserStatus> | undefined;
+    let freshStatusLoader: DataLoader<UserId, UserStatus> | undefined;
+    this.loaders = {
+      // Created on first use: most requests need one of the two at most.
       get status() {
-        statusLoader ??= deps.presence.createStatusLoader(viewer());
+        statusLoader ??= presence.createStatusLoader(viewer);
         return statusLoader;
       },
       get freshStatus() {
-        freshStatusLoader ??= deps.presence.createStatusLoader(viewer(), { fresh: true });
+        freshStatusLoader ??= presence.createStatusLoader(viewer, { fresh: true });
         return freshStatusLoader;
       },
-    },
-  };
+    };
+  }
+
+  get logger(): Logger {
+    return this.request.logger;
+  }
+
+  authenticate(): UserId {
+    if ('error' in this.caller) throw this.caller.error;
+    return this.caller.userId;
+  }
+
+  viewer(): UserId | null {
+    return 'userId' in this.caller ? this.caller.userId : null;
+  }
 }
 
 /**
