@@ -7,7 +7,7 @@
  * Compares, side by side and alternating for `ROUNDS` rounds (medians reported):
  *  - Pulse's statement (recordHeartbeats, with the NOTIFY of users who came online)
  *    for the common case, every user already online, and for users coming online;
- *  - a plain unnest upsert of the same rows (bench/database.ts's BATCHED_UPSERT),
+ *  - a plain unnest upsert of the same rows (bench/database/statements.ts's BATCHED_UPSERT),
  *    the floor: what writing the rows costs with nothing learnt about them.
  *
  * Settings (environment): STATEMENT_ROWS (table size, 200000), STATEMENT_BATCH
@@ -22,7 +22,7 @@ import { migrateToLatest } from '../src/db/migrator';
 import { silentLogger } from '../src/logger';
 import { recordHeartbeats, sortUserIds } from '../src/presence/pulse-repository';
 import type { UserId } from '../src/presence/user-id';
-import { BATCHED_UPSERT } from './database';
+import { BATCHED_UPSERT } from './database/statements';
 import { benchDatabase, log, processCpuMs } from './support';
 
 const ROWS = Number(process.env.STATEMENT_ROWS ?? 200_000);

@@ -39,7 +39,7 @@
  * Settings (environment): BENCH_SECONDS (10 per scenario), BENCH_CONNECTIONS,
  * BENCH_READ_CONNECTIONS, BENCH_ROUNDS, BENCH_USERS (100000), BENCH_ONLY
  * (scenario numbers, e.g. 3,4), BENCH_RATES (`off` skips the open loop),
- * BENCH_DATABASE=off to skip the raw database part (which bench/database.ts
+ * BENCH_DATABASE=off to skip the raw database part (which bench/database/run.ts
  * documents; `npm run bench:db` runs it alone).
  * Pulse's own settings (HEARTBEAT_BATCH_WINDOW_MS, ...) pass through to the
  * servers it starts, except PULSE_WORKERS, which the bench sets per run.
@@ -50,7 +50,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { databaseBenchMarkdown, runDatabaseBench } from './database';
+import { databaseBenchMarkdown } from './database/report';
+import { runDatabaseBench } from './database/run';
 import type { LoadKind, LoadResult, LoadSpec } from './load';
 import type { OpenLoopResult, OpenLoopSpec } from './open-loop';
 import { benchDatabase, freePort, log, machineLabel, processCpuMs, ROOT, startServer, stopServer } from './support';

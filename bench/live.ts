@@ -26,7 +26,7 @@ import path from 'node:path';
 import { createHmac } from 'node:crypto';
 import pg from 'pg';
 import { Agent, fetch as undiciFetch } from 'undici';
-import { benchDatabase, freePort, log, machineLabel, ROOT, sleep, startServer, stopServer } from './support';
+import { benchDatabase, freePort, log, machineLabel, percentile, ROOT, sleep, startServer, stopServer } from './support';
 
 const SUBSCRIPTIONS = Number(process.env.LIVE_SUBSCRIPTIONS ?? 10_000);
 const USERS = Number(process.env.LIVE_USERS ?? 1000);
@@ -196,11 +196,6 @@ async function waitFor(check: () => boolean | Promise<boolean>, limitMs: number)
     await sleep(100);
   }
   throw new Error('timed out');
-}
-
-function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? NaN;
 }
 
 function render(r: {

@@ -12,6 +12,7 @@
  */
 import { Pool } from 'undici';
 import { signTokens } from './load';
+import { percentile, sleep } from './support';
 
 export interface OpenLoopSpec {
   port: number;
@@ -95,13 +96,12 @@ async function main(): Promise<void> {
     }, 1);
   });
   const deadline = performance.now() + DRAIN_MS;
-  while (open > 0 && performance.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+  while (open > 0 && performance.now() < deadline) await sleep(20);
   abandoned = true;
   errors += open;
   await pool.destroy();
 
-  latencies.sort((a, b) => a - b);
-  const at = (q: number) => (latencies.length ? Math.round(latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))]! * 10) / 10 : 0);
+  const at = (q: number) => (latencies.length ? Math.round(percentile(latencies, q) * 10) / 10 : 0);
   const result: OpenLoopResult = {
     due: total,
     completed: latencies.length,

@@ -18,7 +18,7 @@ import http from 'node:http';
 import os from 'node:os';
 import jwt from 'jsonwebtoken';
 import { startStreamingReplica, streamingReplicaUnavailable, type StreamingReplica } from '../test/support/streaming-replica';
-import { freePort, log, sleep, startServer, stopServer } from './support';
+import { freePort, log, percentile, sleep, startServer, stopServer } from './support';
 
 const USERS = Number(process.env.REPLICA_BENCH_USERS ?? 5000);
 const READS_PER_SECOND = Number(process.env.REPLICA_BENCH_READS_PER_SECOND ?? 100);
@@ -175,9 +175,7 @@ function newPhase(name: string): Phase {
 }
 
 function quantile(values: number[], q: number): string {
-  if (values.length === 0) return 'n/a';
-  const sorted = [...values].sort((a, b) => a - b);
-  return (sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * q))]! * 1000).toFixed(1);
+  return values.length === 0 ? 'n/a' : (percentile(values, q) * 1000).toFixed(1);
 }
 
 main().catch((error: unknown) => {

@@ -17,7 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import jwt from 'jsonwebtoken';
 import pg from 'pg';
-import { benchDatabase, freePort, log, ROOT, sleep, startServer, stopServer } from './support';
+import { benchDatabase, freePort, log, percentile, ROOT, sleep, startServer, stopServer } from './support';
 
 const MINUTES = Number(process.env.SOAK_MINUTES ?? 10);
 const USERS = Number(process.env.SOAK_USERS ?? 20_000);
@@ -123,8 +123,8 @@ async function main(): Promise<void> {
       heartbeats: heartbeatLatencies.length,
       reads: readLatencies.length,
       errors,
-      heartbeatP99Ms: p99(heartbeatLatencies),
-      readP99Ms: p99(readLatencies),
+      heartbeatP99Ms: percentile(heartbeatLatencies, 0.99),
+      readP99Ms: percentile(readLatencies, 0.99),
       tableBytes: stats.bytes,
       deadTuples: stats.dead,
       hotRatio: updates > 0 ? hot / updates : NaN,
@@ -180,12 +180,6 @@ function report(minutes: Minute[], databaseLabel: string): void {
   fs.mkdirSync(path.dirname(file), { recursive: true });
   fs.writeFileSync(file, lines.join('\n'));
   log(`\n${lines.join('\n')}\nwritten to ${path.relative(ROOT, file)}`);
-}
-
-function p99(values: number[]): number {
-  if (values.length === 0) return NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * 0.99))]!;
 }
 
 main().catch((error: unknown) => {

@@ -30,7 +30,7 @@ async function main(): Promise<void> {
     logger: silentLogger,
     readStatuses: async (ids) =>
       ids.map((userId) => ({ userId, state: 'OFFLINE' as const, online: false, lastSeen: new Date(Date.now() - Number(userId) * 1000), statusText: null, manualStatus: null, idle: false })),
-    readTimesUntilChange: async () => [],
+    readTimesUntilChange: async () => new Map(),
   });
   const before = heap();
   const held: AsyncIterableIterator<unknown>[] = [];

@@ -1,78 +1,163 @@
 /**
  * What Pulse's benchmarks share: a database of their own (on DATABASE_URL's
- * server, or an embedded PostgreSQL in a temporary folder), Pulse started as a
- * separate process on loopback, and progress output.
+ * server, or an embedded PostgreSQL in a temporary folder) undone even when the
+ * bench is interrupted, Pulse started as a separate process on loopback, progress
+ * output, and the few statistics every bench reports (percentile, median).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { startEmbeddedPostgres } from '../src/db/embedded-postgres';
-import { silentLogger } from '../src/logger';
 import { freePort } from '../test/support/free-port';
+import { createScratchDatabase, startScratchPostgres, type ScratchDatabase } from '../test/support/scratch-postgres';
 
 export const ROOT = path.resolve(__dirname, '..');
 export { freePort };
+
+export interface BenchServer {
+  /**
+   * A database on the server that the bench may connect to and create its own
+   * databases next to (`postgres` on the embedded server; DATABASE_URL's otherwise).
+   */
+  url: string;
+  /** For reports: which server. */
+  label: string;
+  /** Stops the embedded server and removes its folder; leaves DATABASE_URL's server alone. */
+  stop(): Promise<void>;
+}
+
+/**
+ * The PostgreSQL a bench runs on: DATABASE_URL's server, or an embedded one in a
+ * temporary folder. A bench interrupted (Ctrl-C, SIGTERM) still stops the
+ * embedded server and removes its folder (see {@link undoOnInterrupt}), instead
+ * of leaving a PostgreSQL running in /tmp.
+ */
+export async function benchServer(prefix: string): Promise<BenchServer> {
+  if (process.env.DATABASE_URL) {
+    const url = process.env.DATABASE_URL;
+    const own = new URL(url);
+    return { url, label: `PostgreSQL ${await serverVersion(url)} at ${own.host}`, stop: async () => {} };
+  }
+  // Registered before the start: an interrupt during initdb still removes the
+  // folder (the start fails and cleans up), or stops the server once it is up.
+  const starting = startScratchPostgres(prefix);
+  // A start that failed has removed its folder already: nothing left to stop.
+  const forget = undoOnInterrupt("stopping the bench's PostgreSQL", () => starting.then((server) => server.stop(), () => {}));
+  const embedded = await starting.catch((error: unknown) => {
+    forget();
+    throw error;
+  });
+  return {
+    url: embedded.url,
+    label: `embedded PostgreSQL ${await serverVersion(embedded.url)}`,
+    stop: async () => {
+      forget();
+      await embedded.stop();
+    },
+  };
+}
+
+/**
+ * A database of the bench's own on `serverUrl`'s server (empty: Pulse migrates
+ * it when it starts), dropped by `drop()` or when the bench is interrupted.
+ */
+export async function benchScratchDatabase(serverUrl: string, prefix: string): Promise<ScratchDatabase> {
+  const database = await createScratchDatabase(serverUrl, prefix);
+  const forget = undoOnInterrupt(`dropping database ${database.name}`, database.drop);
+  return {
+    ...database,
+    drop: async () => {
+      forget();
+      await database.drop();
+    },
+  };
+}
 
 export interface BenchDatabase {
   /** Connection string of a database created for this run. */
   url: string;
   /** For reports: which server. */
   label: string;
-  /** Drops the database (or stops the embedded server). */
+  /** Drops the database and stops the embedded server. */
   stop(): Promise<void>;
 }
 
 /**
- * A fresh database for one run: created on DATABASE_URL's server and dropped
- * afterwards, so nothing else there is touched; or an embedded PostgreSQL.
+ * A fresh, empty database for one run on the {@link benchServer}: nothing else
+ * on DATABASE_URL's server is touched.
  */
 export async function benchDatabase(prefix: string): Promise<BenchDatabase> {
-  if (process.env.DATABASE_URL) {
-    const url = process.env.DATABASE_URL;
-    const name = `${prefix}_${process.pid}_${Date.now()}`;
-    const admin = new pg.Client({ connectionString: url });
-    await admin.connect();
-    await admin.query(`create database ${name}`);
-    const version = (await admin.query('show server_version')).rows[0].server_version as string;
-    await admin.end();
-    const own = new URL(url);
-    own.pathname = `/${name}`;
-    return {
-      url: own.toString(),
-      label: `PostgreSQL ${version.split(' ')[0]} at ${own.host}`,
-      stop: async () => {
-        const c = new pg.Client({ connectionString: url });
-        await c.connect();
-        await c.query(`drop database if exists ${name} with (force)`);
-        await c.end();
-      },
-    };
+  const server = await benchServer(prefix.replace(/_/g, '-'));
+  const database = await benchScratchDatabase(server.url, prefix).catch(async (error: unknown) => {
+    await server.stop();
+    throw error;
+  });
+  return {
+    url: database.url,
+    label: server.label,
+    stop: async () => {
+      await database.drop();
+      await server.stop();
+    },
+  };
+}
+
+// Private: what an interrupted bench must undo, last registered first.
+const interruptSteps: Array<{ what: string; undo: () => Promise<void> }> = [];
+
+/**
+ * Registers `undo` (stopping a server, dropping a database) to run if the bench
+ * is interrupted by SIGINT or SIGTERM, or abandoned by {@link abandonBench};
+ * returns the function that unregisters it, for when the bench undoes it itself.
+ */
+export function undoOnInterrupt(what: string, undo: () => Promise<void>): () => void {
+  const step = { what, undo };
+  interruptSteps.push(step);
+  if (interruptSteps.length === 1) {
+    process.once('SIGINT', interrupted);
+    process.once('SIGTERM', interrupted);
   }
-  const folder = fs.mkdtempSync(path.join(os.tmpdir(), `${prefix}-`));
-  // As root, PostgreSQL runs as the `postgres` user, which must enter the folder.
-  fs.chmodSync(folder, 0o755);
-  const embedded = await startEmbeddedPostgres({ clusterDir: path.join(folder, 'postgres'), port: await freePort(), logger: silentLogger });
-  const client = new pg.Client({ connectionString: embedded.url });
+  return () => {
+    const index = interruptSteps.indexOf(step);
+    if (index >= 0) interruptSteps.splice(index, 1);
+    if (interruptSteps.length === 0) {
+      process.removeListener('SIGINT', interrupted);
+      process.removeListener('SIGTERM', interrupted);
+    }
+  };
+}
+
+/**
+ * Undoes what the bench registered with {@link undoOnInterrupt}, last first, then
+ * exits with `code`: for a bench that gives up (a watchdog), and for signals.
+ */
+export async function abandonBench(why: string, code: number): Promise<never> {
+  process.removeListener('SIGINT', interrupted);
+  process.removeListener('SIGTERM', interrupted);
+  // A second Ctrl-C while this runs ends the process at once (the default).
+  for (const step of interruptSteps.splice(0).reverse()) {
+    log(`${why}: ${step.what}`);
+    await step.undo().catch((error: unknown) => log(`${why}: ${step.what} failed: ${String(error)}`));
+  }
+  process.exit(code);
+}
+
+// Private: the signal handler (one function, so it can be removed).
+function interrupted(signal: NodeJS.Signals): void {
+  log('');
+  void abandonBench(signal, 130);
+}
+
+// Private: `15.4`, from the server itself.
+async function serverVersion(url: string): Promise<string> {
+  const client = new pg.Client({ connectionString: url });
   await client.connect();
-  const version = (await client.query('show server_version')).rows[0].server_version as string;
-  await client.end();
-  const stop = async () => {
-    process.removeListener('SIGINT', interrupted);
-    process.removeListener('SIGTERM', interrupted);
-    await embedded.stop();
-    fs.rmSync(folder, { recursive: true, force: true });
-  };
-  // A bench stopped with Ctrl-C or a timeout still stops its server and removes
-  // its folder, instead of leaving a PostgreSQL running in /tmp.
-  const interrupted = (signal: NodeJS.Signals) => {
-    log(`\n${signal}: stopping the bench's PostgreSQL`);
-    void stop().finally(() => process.exit(130));
-  };
-  process.once('SIGINT', interrupted);
-  process.once('SIGTERM', interrupted);
-  return { url: embedded.url, label: `embedded PostgreSQL ${version.split(' ')[0]}`, stop };
+  try {
+    return ((await client.query('show server_version')).rows[0].server_version as string).split(' ')[0]!;
+  } finally {
+    await client.end();
+  }
 }
 
 /**
@@ -135,6 +220,24 @@ export function machineLabel(): string {
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * The value below which a share `p` (0.99 for p99) of `values` lie: the
+ * nearest-rank percentile, one of the values itself; NaN for no values.
+ */
+export function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!;
+}
+
+/** The middle value (the mean of the two middle ones for an even count); NaN for no values. */
+export function median(values: readonly number[]): number {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 }
 
 export function log(message: string): void {

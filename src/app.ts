@@ -1,21 +1,25 @@
 /**
  * Composition root of a running Pulse: config -> database -> migrations ->
- * services -> HTTP. The only place (with tests) that constructs things; every
- * module takes what it needs as arguments.
+ * services -> HTTP. The only place (with tests and benches) that constructs
+ * things; every module takes what it needs as arguments.
+ *
+ * Two phases, each exported: {@link startServices} (the database and everything
+ * that serves on it) and {@link serve} (HTTP in front of them, and the scheduled
+ * jobs). {@link startPulse} runs both; the TTL comparator of `npm run bench`
+ * runs them with another heartbeat path in between.
  */
 import http from 'node:http';
-import { sql } from 'kysely';
 import type { AddressInfo } from 'node:net';
 import { resolveJwtSecret } from './auth/jwt-secret';
 import { createTokenIssuer, type TokenIssuer } from './auth/tokens';
 import type { Config } from './config';
 import { CleanupList } from './cleanup-list';
-import { connectDatabase } from './db/connect';
+import { connectDatabase, type DatabaseConnection } from './db/connect';
 import type { Database } from './db/database';
 import { findDistribution } from './db/distribute';
 import { migrateToLatest } from './db/migrator';
 import { ReadReplicas } from './db/read-replicas';
-import { checkReadiness } from './db/readiness';
+import { checkReadiness, pingDatabase } from './db/readiness';
 import type { ClusterWorker } from './cluster/worker';
 import { createContext } from './graphql/context';
 import { createApolloServer } from './graphql/apollo';
@@ -37,7 +41,7 @@ import { toPulseError } from './errors';
 import { startScheduler, type Scheduler } from './jobs/scheduler';
 import { createMetrics, type Metrics } from './observability/metrics';
 import type { Logger } from './logger';
-import { PresenceService, type PresenceServiceOptions } from './presence/presence-service';
+import { PresenceService, type Presence } from './presence/presence-service';
 import { SettingsService } from './users/settings-service';
 import { UserService } from './users/user-service';
 
@@ -56,9 +60,11 @@ export interface Pulse {
   /** The read replicas from READ_DATABASE_URL; null without any. */
   readonly readReplicas: ReadReplicas | null;
   /**
-   * Stops in reverse order of start: scheduled jobs, then HTTP (draining, event
-   * streams, in-flight requests and buffered heartbeats), then the presence bus
-   * and the database. Each step is logged (`shutdown: ...`).
+   * Stops in reverse order of start (the cleanup list each part joined as it
+   * started): scheduled jobs, then HTTP (the drain period, event streams, the
+   * listener with in-flight requests and buffered heartbeats), then live
+   * presence's timers, the last buffered heartbeats, the presence bus, the read
+   * replicas and the database. Each step is logged (`shutdown: ...`).
    */
   stop(): Promise<void>;
 }
@@ -75,11 +81,6 @@ export interface StartOptions {
   /** Called with every SQL statement sent (tests count them). */
   onStatement?: (sql: string) => void;
   /**
-   * Builds the presence service; by default a {@link PresenceService}. The
-   * benchmark's TTL-store comparator swaps the heartbeat store this way.
-   */
-  createPresence?: (options: PresenceServiceOptions) => PresenceService;
-  /**
    * In a worker of a cluster (PULSE_WORKERS > 1): its link to the primary. Then
    * /metrics and /readyz answer for the whole instance, metrics carry the
    * worker's label where it matters, and responses name the worker that served them.
@@ -95,14 +96,34 @@ export interface StartOptions {
 export async function startPulse(config: Config, logger: Logger, options: StartOptions = {}): Promise<Pulse> {
   const cleanup = new CleanupList(logger);
   try {
-    return await startParts(config, logger, options, cleanup);
+    const services = await startServices(config, logger, options, cleanup);
+    return await serve(config, logger, options, services, cleanup);
   } catch (error) {
     await cleanup.run('startup failed, undoing').catch(() => {});
     throw error;
   }
 }
 
-async function startParts(config: Config, logger: Logger, options: StartOptions, cleanup: CleanupList): Promise<Pulse> {
+/** What {@link serve} puts behind HTTP: the services, and the database they use. */
+export interface PulseServices {
+  readonly connection: DatabaseConnection;
+  /** The read replicas from READ_DATABASE_URL; null without any. */
+  readonly readReplicas: ReadReplicas | null;
+  readonly metrics: Metrics;
+  readonly tokens: TokenIssuer;
+  /** Heartbeats and statuses, as the transports see them. */
+  readonly presence: Presence;
+  readonly live: LivePresence;
+  readonly users: UserService;
+  readonly settings: SettingsService;
+}
+
+/**
+ * The first phase: the database (waited for, migrated, with its read replicas),
+ * then tokens, the presence bus and the services. Each part joins `cleanup` as
+ * it starts.
+ */
+export async function startServices(config: Config, logger: Logger, options: StartOptions, cleanup: CleanupList): Promise<PulseServices> {
   const metrics = createMetrics({ worker: options.cluster?.index });
   const connection = await connectDatabase(config, logger, {
     onStatement: (text) => {
@@ -171,8 +192,7 @@ async function startParts(config: Config, logger: Logger, options: StartOptions,
   const presenceChanged = (userIds: UserId[]) => {
     bus.publish(userIds).catch((error: unknown) => logger.warn('presence events: publish failed', { error: (error as Error).message }));
   };
-  const createPresence = options.createPresence ?? ((o: PresenceServiceOptions) => new PresenceService(o));
-  const presence = createPresence({
+  const presence = new PresenceService({
     db,
     replicaReads,
     thresholdSeconds: config.presence.thresholdSeconds,
@@ -209,7 +229,17 @@ async function startParts(config: Config, logger: Logger, options: StartOptions,
   metrics.observeBus(bus);
   const users = new UserService(db, { onPresenceChange: presenceChanged, replicaReads });
   const settings = new SettingsService(db, { onPresenceChange: presenceChanged });
+  return { connection, readReplicas, metrics, tokens, presence, live, users, settings };
+}
 
+/**
+ * The second phase: the HTTP server (GraphQL, REST, event streams, health,
+ * metrics, the live page) in front of `services`, listening; then the scheduled
+ * jobs. Each part joins `cleanup` as it starts; the Pulse returned stops them all.
+ */
+export async function serve(config: Config, logger: Logger, options: StartOptions, services: PulseServices, cleanup: CleanupList): Promise<Pulse> {
+  const { connection, readReplicas, metrics, tokens, presence, live, users, settings } = services;
+  const { db } = connection;
   let draining = false;
   metrics.observeReadiness(() => {
     if (draining) return Promise.resolve(false);
@@ -385,7 +415,7 @@ async function startReadReplicas(
 async function waitForDatabase(db: Database, description: string, attempts: number, logger: Logger): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     try {
-      await sql`select 1`.execute(db);
+      await pingDatabase(db);
       return;
     } catch (error) {
       const reason = error instanceof Error ? error.message : String(error);

@@ -279,6 +279,30 @@ describeCitus(title('Pulse on Citus'), () => {
       expect(second.body.data!.searchUsers.pageInfo.hasNextPage).toBe(false);
     });
 
+    it('lists a fragment inside many names in sign-up order, from every shard, each match once', async () => {
+      // Past one search budget of users, with one name in ten containing "qix":
+      // a common fragment, walked in id order on every shard.
+      const names = Array.from({ length: 6000 }, (_, i) => (i % 10 === 0 ? `w${i}qix` : `filler${i}`));
+      await sql`insert into users (name) select n from unnest(${names}::text[]) as t (n)`.execute(db);
+      const seen: string[] = [];
+      let after: string | null = null;
+      for (let page = 0; page < 20; page++) {
+        const reply = await server.graphql(
+          'query ($after: String) { searchUsers(query: "qix", first: 100, after: $after) { edges { node { name } } pageInfo { hasNextPage endCursor } } }',
+          { variables: { after } },
+        );
+        expect(reply.body.errors).toBeUndefined();
+        const connection = reply.body.data!.searchUsers;
+        seen.push(...(connection.edges as Array<{ node: { name: string } }>).map((e) => e.node.name));
+        if (!connection.pageInfo.hasNextPage) break;
+        after = connection.pageInfo.endCursor;
+      }
+      const { rows } = await sql<{ name: string }>`select name from users where lower(name) like '%qix%' order by id`.execute(db);
+      expect(rows).toHaveLength(600);
+      expect(seen).toEqual(rows.map((row) => row.name));
+      expect(seen).not.toEqual([...seen].sort());
+    });
+
     it('keeps names unique in any letter case, even for sign-ups at the same moment', async () => {
       await server.signUp('Quinn');
       const taken = await server.graphql('mutation { createUser(name: "QUINN") { user { id } } }');

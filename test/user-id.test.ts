@@ -1,5 +1,5 @@
 import { InvalidInputError } from '../src/errors';
-import { parseUserId } from '../src/presence/user-id';
+import { parseUserId, parseUserIds } from '../src/presence/user-id';
 
 describe('parseUserId', () => {
   it.each(['1', '42', '9007199254740993', '9223372036854775807'])('accepts %s', (value) => {
@@ -37,5 +37,19 @@ describe('parseUserId', () => {
       }
     })();
     expect(error!.message.length).toBeLessThan(200);
+  });
+});
+
+describe('parseUserIds', () => {
+  it('returns the ids in the order given, duplicates included', () => {
+    expect(parseUserIds(['3', '1', '3'], 3)).toEqual(['3', '1', '3']);
+  });
+
+  it('refuses more than the most, saying how many came and how many may', () => {
+    expect(() => parseUserIds(['1', '2', '3'], 2)).toThrow(new InvalidInputError('Too many ids: 3 given, at most 2 per request'));
+  });
+
+  it('names the first bad id', () => {
+    expect(() => parseUserIds(['1', 'x', 'y'], 5)).toThrow('Invalid user id "x"');
   });
 });

@@ -194,6 +194,7 @@ describe('searchUsers', () => {
     [{ q: 'ann', first: 0 }, /Invalid first 0: expected 1 to 100/],
     [{ q: 'ann', first: 101 }, /Invalid first 101: expected 1 to 100/],
     [{ q: 'ann', first: 5, after: 'not-a-cursor' }, /Invalid cursor "not-a-cursor"/],
+    [{ q: 'ann', first: 5, after: Buffer.from('[2,"99999999999999999999"]').toString('base64url') }, /Invalid cursor/],
     [{ q: 'a\u0000b', first: 5 }, /Invalid query: it contains a control character/],
   ])('refuses %j with BAD_USER_INPUT naming the problem', async ({ q, first, after }, why) => {
     const reply = await search(q, first, after);
@@ -225,6 +226,111 @@ describe('searchUsers', () => {
     expect(withContains).toMatch(/Index Scan using users_name_key/);
     expect(withContains).toMatch(/Bitmap Index Scan on users_name_trgm/);
     expect(withContains).not.toMatch(/Seq Scan/);
+  });
+});
+
+describe('searchUsers in a directory larger than one search budget', () => {
+  // Past SEARCH_BUDGET users, a fragment inside many names is listed in
+  // sign-up order, and each page reads a bounded number of rows.
+  const PAGE = `query ($q: String!, $after: String) {
+    searchUsers(query: $q, first: 100, after: $after) { edges { cursor node { name } } pageInfo { hasNextPage endCursor } }
+  }`;
+  type Page = { names: string[]; hasNextPage: boolean; endCursor: string | null; lastEdgeCursor: string | null };
+
+  /** Every page of a search, following endCursor until hasNextPage is false. */
+  async function allPages(q: string): Promise<Page[]> {
+    const pages: Page[] = [];
+    let after: string | null = null;
+    for (let i = 0; i < 200; i++) {
+      const reply = await server.graphql(PAGE, { variables: { q, after } });
+      expect(reply.body.errors).toBeUndefined();
+      const connection = reply.body.data!.searchUsers;
+      const edges = connection.edges as Array<{ cursor: string; node: { name: string } }>;
+      pages.push({
+        names: edges.map((e) => e.node.name),
+        hasNextPage: connection.pageInfo.hasNextPage,
+        endCursor: connection.pageInfo.endCursor,
+        lastEdgeCursor: edges.at(-1)?.cursor ?? null,
+      });
+      if (!connection.pageInfo.hasNextPage) return pages;
+      after = connection.pageInfo.endCursor;
+    }
+    throw new Error(`more than 200 pages for ${q}`);
+  }
+
+  /** Adds users named by `name(i)` for i in [from, to), in that sign-up order. */
+  async function addUsers(from: number, to: number, name: (i: number) => string): Promise<void> {
+    const names = Array.from({ length: to - from }, (_, k) => name(from + k));
+    await sql`insert into users (name) select n from unnest(${names}::text[]) with ordinality as t (n, position) order by position`.execute(t.db);
+  }
+
+  const expected = async (q: string, order: 'id' | 'name') => {
+    const { rows } = await sql<{ name: string }>`
+      select name from users
+       where lower(name) like ${`%${q}%`} and lower(name) collate "C" not like ${`${q}%`}
+       order by ${order === 'id' ? sql`id` : sql`lower(name) collate "C"`}
+    `.execute(t.db);
+    return rows.map((row) => row.name);
+  };
+
+  it('lists prefix matches by name, then a common fragment in sign-up order, every match once, in full pages', async () => {
+    // One name in ten contains "ana"; the alphabet and the sign-up order disagree.
+    await addUsers(0, 12_000, (i) => (i % 10 === 0 ? `${String.fromCharCode(122 - (i % 26))}${i}ana` : `user${i}`));
+    for (const name of ['Anabel', 'ana2', 'ANA1']) await signUp(name);
+
+    const pages = await allPages('ana');
+    const seen = pages.flatMap((page) => page.names);
+    expect(seen.slice(0, 3)).toEqual(['ANA1', 'ana2', 'Anabel']);
+    expect(seen.slice(3)).toEqual(await expected('ana', 'id'));
+    expect(seen).toHaveLength(1203);
+    expect(new Set(seen).size).toBe(seen.length);
+    // Not the alphabet: the first contains match is the first user who signed up with it.
+    expect(seen[3]).toBe('z0ana');
+    // A fragment in one name in ten fills every page but the last.
+    expect(pages.slice(0, -1).every((page) => page.names.length === 100)).toBe(true);
+  });
+
+  it('stops a page short after a long stretch without matches, says where it stopped, and goes on from there', async () => {
+    await addUsers(0, 5_000, (i) => (i % 10 === 0 ? `m${i}ana` : `user${i}`));
+    await addUsers(5_000, 17_000, (i) => `user${i}`);
+    await addUsers(17_000, 17_050, (i) => `late${i}ana`);
+
+    const pages = await allPages('ana');
+    const seen = pages.flatMap((page) => page.names);
+    expect(seen).toEqual(await expected('ana', 'id'));
+    expect(seen).toHaveLength(550);
+    // The 12,000 names without a match take more than one budget: some page
+    // comes back short but promises more, its endCursor past its last edge.
+    const short = pages.filter((page) => page.hasNextPage && page.names.length < 100);
+    expect(short.length).toBeGreaterThan(0);
+    for (const page of short) expect(page.endCursor).not.toBe(page.lastEdgeCursor);
+    expect(pages.at(-1)!.names.slice(-1)).toEqual(['late17049ana']);
+  });
+
+  it('keeps a fragment that is rare among the first users in name order, walking the names when it has more matches than the budget', async () => {
+    // None of the first 5,000 users has it, so it is not common; the 6,000
+    // later ones all have it, more than the trigram branch may sort at once.
+    await addUsers(0, 5_000, (i) => `b${i}`);
+    await addUsers(5_000, 11_000, (i) => `${String.fromCharCode(122 - (i % 3))}${i}qan`);
+
+    const pages = await allPages('qan');
+    // The first budget of names in order are the "b"s: nothing yet, and it says so.
+    expect(pages[0]).toMatchObject({ names: [], hasNextPage: true });
+    const seen = pages.flatMap((page) => page.names);
+    expect(seen).toEqual(await expected('qan', 'name'));
+    expect(seen).toHaveLength(6000);
+    expect(new Set(seen).size).toBe(seen.length);
+  });
+
+  it('lists a fragment that is rare in a large directory by name, from the trigram index', async () => {
+    await addUsers(0, 12_000, (i) => (i % 1000 === 7 ? `${String.fromCharCode(122 - (i % 26))}${i}xyq` : `user${i}`));
+    server.statements.length = 0;
+    const pages = await allPages('xyq');
+    expect(pages).toHaveLength(1);
+    expect(pages[0]!.names).toEqual(await expected('xyq', 'name'));
+    expect(pages[0]!.names).toHaveLength(12);
+    // One search statement for the page (then one status read, if asked: not here).
+    expect(server.statements).toHaveLength(1);
   });
 });
 

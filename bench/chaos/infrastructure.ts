@@ -12,10 +12,7 @@ import pg from 'pg';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../src/db/embedded-postgres';
 import { silentLogger } from '../../src/logger';
 import { freePort } from '../../test/support/free-port';
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
+import { sleep } from '../support';
 
 /**
  * The run's PostgreSQL. `url` stays the same across restarts (same folder, same

@@ -12,7 +12,8 @@
 import jwt from 'jsonwebtoken';
 import { Agent, Pool, request } from 'undici';
 import type { Ledger, Outcome, Window } from './ledger';
-import { sleep, type PulseProcess } from './infrastructure';
+import { sleep } from '../support';
+import type { PulseProcess } from './infrastructure';
 
 export interface LoadOptions {
   processes: readonly PulseProcess[];

@@ -9,7 +9,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ChaosDatabase, ChaosRedis, PulseProcess, sleep, type ResourceSample } from './infrastructure';
+import { median, sleep } from '../support';
+import { ChaosDatabase, ChaosRedis, PulseProcess, type ResourceSample } from './infrastructure';
 import { FAULT_KINDS, Ledger, type FaultKind, type Window } from './ledger';
 import { Load, MAX_IN_FLIGHT } from './load';
 import { freePort } from '../../test/support/free-port';
@@ -534,13 +535,6 @@ function renderReport(input: {
       `Log lines: ${processes.map((p) => `${p.name} ${p.logLines} (${p.longLogLines} over 2 KB)`).join(', ')}.`,
     '',
   ].join('\n');
-}
-
-function median(values: number[]): number {
-  if (values.length === 0) return NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 }
 
 function shuffle<T>(items: T[], random: () => number): T[] {

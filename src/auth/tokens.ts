@@ -186,9 +186,7 @@ export function createTokenIssuer(
     },
     verify,
     async authenticate(authorization) {
-      if (!authorization) {
-        throw new AuthenticationError('Missing bearer token: send `Authorization: Bearer <token>`');
-      }
+      if (!authorization) throw missingTokenError();
       const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
       if (!match?.[1]) {
         throw new AuthenticationError('Malformed Authorization header: expected `Bearer <token>`');
@@ -196,6 +194,11 @@ export function createTokenIssuer(
       return verify(match[1]);
     },
   };
+}
+
+/** What a request without an Authorization header is told when it needs a user. */
+export function missingTokenError(): AuthenticationError {
+  return new AuthenticationError('Missing bearer token: send `Authorization: Bearer <token>`');
 }
 
 // Private: jsonwebtoken's errors, in words that tell the caller what to do.

@@ -1,7 +1,8 @@
 /**
  * Readiness: the database answers and its schema is the one this code expects.
  * Served at /readyz, so a load balancer sends traffic only to instances that can
- * serve it (and not to one started before its migrations were applied).
+ * serve it (and not to one started before its migrations were applied). The
+ * start waits on the same question's first half: {@link pingDatabase}.
  */
 import { sql } from 'kysely';
 import type { Database } from './database';
@@ -15,9 +16,14 @@ export interface Readiness {
   error?: string;
 }
 
+/** Resolves once the database has answered a trivial query; rejects with why it did not. */
+export async function pingDatabase(db: Database): Promise<void> {
+  await sql`select 1`.execute(db);
+}
+
 export async function checkReadiness(db: Database): Promise<Readiness> {
   try {
-    await sql`select 1`.execute(db);
+    await pingDatabase(db);
   } catch (error) {
     return { ready: false, database: 'unreachable', pendingMigrations: [], error: (error as Error).message };
   }

@@ -1,17 +1,19 @@
 /**
  * The per-request GraphQL context: who is calling, and the request's loaders.
  *
- * Built once per request by the HTTP layer; resolvers only read it. A bearer
+ * Built once per request by the HTTP layer; resolvers only read it. The bearer
  * token is verified while the context is built (checking an identity
- * provider's token may need its key set, which is asynchronous), and its outcome
- * kept: reads never fail on a bad token, they see as an anonymous reader; only
- * what needs the caller (`authenticate`) fails with why the token was refused.
+ * provider's token may need its key set, which is asynchronous), by the same
+ * {@link identifyCaller} as REST: reads never fail on a bad token, they see as
+ * an anonymous reader; only what needs the caller (`authenticate`) fails with
+ * why the token was refused.
  */
 import type DataLoader from 'dataloader';
 import type { GraphQLResolveInfo } from 'graphql';
+import { identifyCaller, type Caller } from '../auth/caller';
 import type { TokenIssuer } from '../auth/tokens';
 import type { Logger } from '../logger';
-import type { PresenceService } from '../presence/presence-service';
+import type { Presence } from '../presence/presence-service';
 import type { UserId } from '../presence/user-id';
 import type { UserStatus } from '../presence/user-status';
 
@@ -41,7 +43,7 @@ export interface PulseContext {
 }
 
 export interface ContextDependencies {
-  presence: PresenceService;
+  presence: Pick<Presence, 'createStatusLoader'>;
   tokens: TokenIssuer;
 }
 
@@ -55,17 +57,8 @@ export interface RequestInfo {
 }
 
 export async function createContext(deps: ContextDependencies, request: RequestInfo): Promise<PulseContext> {
-  let caller: Caller;
-  try {
-    caller = { userId: await deps.tokens.authenticate(request.authorization) };
-  } catch (error) {
-    caller = { error };
-  }
-  return new RequestContext(deps.presence, request, caller);
+  return new RequestContext(deps.presence, request, await identifyCaller(deps.tokens, request.authorization));
 }
-
-// Private: the outcome of the token check, kept for the request.
-type Caller = { userId: UserId } | { error: unknown };
 
 // Private: a class, not an object literal, for Apollo's sake: Apollo copies the
 // context of every request (`Object.assign` onto an object with the same
@@ -78,13 +71,13 @@ class RequestContext implements PulseContext {
   readonly loaders: PulseContext['loaders'];
 
   constructor(
-    presence: PresenceService,
+    presence: ContextDependencies['presence'],
     private readonly request: RequestInfo,
     private readonly caller: Caller,
   ) {
     this.requestId = request.requestId;
     this.clientAddress = request.clientAddress;
-    const viewer = this.viewer();
+    const viewer = caller.viewer;
     let statusLoader: DataLoader<UserId, UserStatus> | undefined;
     let freshStatusLoader: DataLoader<UserId, UserStatus> | undefined;
     this.loaders = {
@@ -100,17 +93,17 @@ class RequestContext implements PulseContext {
     };
   }
 
+  // A request's logger is made only if something logs.
   get logger(): Logger {
     return this.request.logger;
   }
 
   authenticate(): UserId {
-    if ('error' in this.caller) throw this.caller.error;
-    return this.caller.userId;
+    return this.caller.userId();
   }
 
   viewer(): UserId | null {
-    return 'userId' in this.caller ? this.caller.userId : null;
+    return this.caller.viewer;
   }
 }
 

@@ -5,10 +5,10 @@
 import { InvalidInputError } from '../errors';
 import type { Metrics } from '../observability/metrics';
 import type { LivePresence } from '../live/live-presence';
-import type { PresenceService } from '../presence/presence-service';
+import type { Presence } from '../presence/presence-service';
 import type { UserService } from '../users/user-service';
-import type { Visibility } from '../presence/status-repository';
-import { parseUserId, type UserId } from '../presence/user-id';
+import type { Visibility } from '../presence/visibility';
+import { parseUserId, parseUserIds } from '../presence/user-id';
 import type { ManualStatus, UserStatus } from '../presence/user-status';
 import type { PrivacySettings, SettingsService } from '../users/settings-service';
 import type { PulseContext } from './context';
@@ -16,7 +16,7 @@ import { toGraphQLError } from './errors';
 import { guard } from './guard';
 
 export interface PresenceResolverDependencies {
-  presence: PresenceService;
+  presence: Pick<Presence, 'heartbeat'>;
   /** Live statuses for subscriptions; absent, subscriptions are refused. */
   live?: LivePresence;
   /** The users a viewer follows: what `presenceChanged` without ids watches. */
@@ -124,10 +124,4 @@ export function createPresenceResolvers(deps: PresenceResolverDependencies) {
       ),
     },
   };
-}
-
-// Private: a list of ids as the caller sent it, each checked, at most `max` of them.
-function parseUserIds(given: readonly string[], max: number): UserId[] {
-  if (given.length > max) throw new InvalidInputError(`Too many ids: ${given.length} given, at most ${max} per request`);
-  return given.map(parseUserId);
 }

@@ -10,7 +10,7 @@ import type { Metrics } from '../observability/metrics';
 import { parseUserId } from '../presence/user-id';
 import type { UserStatus } from '../presence/user-status';
 import type { User } from '../users/user';
-import type { UserPage, UserService } from '../users/user-service';
+import type { SearchPage, UserService } from '../users/user-service';
 import type { GraphQLResolveInfo } from 'graphql';
 import { statusLoaderFor, type PulseContext } from './context';
 import { guard } from './guard';
@@ -25,6 +25,12 @@ export interface UserResolverDependencies {
   /** Searches per client (SEARCH_RATE); absent: unlimited. */
   searchRate?: TokenBucket | null;
   metrics?: Pick<Metrics, 'rateLimited'>;
+}
+
+/** A page of search results in the shape of the schema's UserConnection (Relay's connection). */
+export interface UserConnection {
+  edges: Array<{ cursor: string; node: User }>;
+  pageInfo: { hasNextPage: boolean; endCursor: string | null };
 }
 
 export function createUserResolvers(deps: UserResolverDependencies) {
@@ -52,11 +58,11 @@ export function createUserResolvers(deps: UserResolverDependencies) {
 
       user: guard((_: unknown, args: { id: string }): Promise<User | null> => deps.users.findUser(parseUserId(args.id))),
 
-      searchUsers: guard((_: unknown, args: { query: string; first?: number | null; after?: string | null }, ctx: PulseContext): Promise<UserPage> => {
+      searchUsers: guard(async (_: unknown, args: { query: string; first?: number | null; after?: string | null }, ctx: PulseContext): Promise<UserConnection> => {
         // Per user when signed in, else per address: a search is the costliest read.
         const viewer = ctx.viewer();
         limit(deps.searchRate, viewer ? `user:${viewer}` : `address:${ctx.clientAddress}`, 'search', 'searches');
-        return deps.users.searchUsers(args.query, args.first ?? 20, args.after ?? null);
+        return userConnection(await deps.users.searchUsers(args.query, args.first ?? 20, args.after ?? null));
       }),
 
       following: guard((_: unknown, _args: unknown, ctx: PulseContext): Promise<User[]> => deps.users.following(ctx.authenticate())),
@@ -83,4 +89,10 @@ export function createUserResolvers(deps: UserResolverDependencies) {
       }),
     },
   };
+}
+
+// Private: a search page as the schema's connection.
+function userConnection(page: SearchPage): UserConnection {
+  const edges = page.matches.map(({ user, cursor }) => ({ cursor, node: user }));
+  return { edges, pageInfo: { hasNextPage: page.hasMore, endCursor: page.resumeCursor ?? edges.at(-1)?.cursor ?? null } };
 }

@@ -16,17 +16,18 @@
  * (`{ errors: [{ message, extensions: { code } }] }`) with the matching status.
  */
 import type http from 'node:http';
+import { identifyCaller } from '../auth/caller';
 import type { TokenIssuer } from '../auth/tokens';
 import { InvalidInputError, toPulseError } from '../errors';
 import type { Metrics } from '../observability/metrics';
-import type { PresenceService } from '../presence/presence-service';
-import { parseUserId, type UserId } from '../presence/user-id';
+import type { Presence } from '../presence/presence-service';
+import { parseUserId, parseUserIds, type UserId } from '../presence/user-id';
 import type { UserStatus } from '../presence/user-status';
 import { ERROR_ANSWERS, errorHeaders, retryAfterOf } from './error-answers';
 import { sendJson } from './send-json';
 
 export interface RestDependencies {
-  presence: PresenceService;
+  presence: Pick<Presence, 'heartbeat' | 'statuses'>;
   tokens: TokenIssuer;
   /** Most ids one `GET /status/profile` may ask for. */
   statusesMaxIds: number;
@@ -40,9 +41,10 @@ export function createRestRoutes(deps: RestDependencies): RestRoutes {
   const { presence, tokens, metrics } = deps;
 
   const heartbeat = async (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const caller = await identifyCaller(tokens, req.headers.authorization);
     let userId;
     try {
-      userId = await tokens.authenticate(req.headers.authorization);
+      userId = caller.userId();
     } catch (error) {
       metrics?.heartbeats.inc({ outcome: 'rejected' });
       throw error;
@@ -56,22 +58,13 @@ export function createRestRoutes(deps: RestDependencies): RestRoutes {
 
   // Who is reading: the token's user, or anonymous without a token or with a bad
   // one (as over GraphQL, a read never fails on a token; it only sees less).
-  const viewerOf = async (req: http.IncomingMessage): Promise<UserId | null> => {
-    if (!req.headers.authorization) return null;
-    try {
-      return await tokens.authenticate(req.headers.authorization);
-    } catch {
-      return null;
-    }
-  };
+  const viewerOf = async (req: http.IncomingMessage): Promise<UserId | null> =>
+    (await identifyCaller(tokens, req.headers.authorization)).viewer;
 
   const profile = async (req: http.IncomingMessage, url: URL, res: http.ServerResponse) => {
     const given = url.searchParams.getAll('userId').flatMap((v) => v.split(','));
     if (given.length === 0) throw new InvalidInputError('Missing userId: expected ?userId=1,2,3');
-    if (given.length > deps.statusesMaxIds) {
-      throw new InvalidInputError(`Too many ids: ${given.length} given, at most ${deps.statusesMaxIds} per request`);
-    }
-    const statuses = await presence.statuses(given.map(parseUserId), await viewerOf(req));
+    const statuses = await presence.statuses(parseUserIds(given, deps.statusesMaxIds), await viewerOf(req));
     sendJson(res, 200, statuses.map(toJson));
   };
 

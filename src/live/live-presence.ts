@@ -48,9 +48,10 @@ export interface LivePresenceOptions {
   readStatuses(userIds: readonly UserId[], viewer: Viewer, options: { fresh: boolean }): Promise<UserStatus[]>;
   /**
    * For each user whose status will change by itself (going offline, a manual
-   * status expiring): milliseconds until it does.
+   * status expiring): milliseconds until it does. Users with nothing pending
+   * are not in the map.
    */
-  readTimesUntilChange(userIds: readonly UserId[], options: { fresh: boolean }): Promise<Array<{ user_id: string; ms_left: number }>>;
+  readTimesUntilChange(userIds: readonly UserId[], options: { fresh: boolean }): Promise<ReadonlyMap<UserId, number>>;
   /**
    * How far behind the primary a read that is not fresh may be (a read replica's
    * largest lag plus the time between lag checks); 0 (default): every read is
@@ -243,14 +244,14 @@ export class LivePresence {
     }
   }
 
-  // Private: reads when each of `ids` would go offline and files the deadlines.
+  // Private: reads when each of `ids` would change by itself (go offline, see a
+  // manual status expire) and files the deadlines.
   async #schedule(ids: readonly UserId[], fresh: boolean): Promise<void> {
     if (ids.length === 0) return;
-    const online = await this.#options.readTimesUntilChange(ids, { fresh });
+    const msUntilChange = await this.#options.readTimesUntilChange(ids, { fresh });
     const now = Date.now();
-    const left = new Map(online.map((row) => [row.user_id, row.ms_left]));
     for (const id of ids) {
-      const ms = left.get(id);
+      const ms = msUntilChange.get(id);
       if (ms === undefined) this.#clearDeadline(id);
       // A little past the moment, so the re-read finds the change by the
       // database's clock too. A far-off expiry is looked at again after ten

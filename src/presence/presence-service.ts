@@ -1,6 +1,7 @@
 /**
  * Presence: heartbeats in, statuses out. The rules live here; the SQL lives in
- * the pulse repository; protocols (GraphQL, HTTP) live above.
+ * the pulse repository (writes) and the status repository (reads); protocols
+ * (GraphQL, HTTP) live above, and see this service through {@link Presence}.
  */
 import DataLoader from 'dataloader';
 import type { Database } from '../db/database';
@@ -179,10 +180,11 @@ export class PresenceService {
   /**
    * For each of `userIds` whose status will change by itself (an online user
    * going offline without another heartbeat, a manual status expiring), the
-   * milliseconds until it does, in one statement: live presence's timers.
-   * Routed as {@link statuses} is.
+   * milliseconds until it does, by user, in one statement: live presence's
+   * timers. Users with nothing pending are not in the map. Routed as
+   * {@link statuses} is.
    */
-  timesUntilChange(userIds: readonly UserId[], options: ReadOptions = {}): Promise<Array<{ user_id: string; ms_left: number }>> {
+  timesUntilChange(userIds: readonly UserId[], options: ReadOptions = {}): Promise<Map<UserId, number>> {
     return this.#read(options.fresh === true, (db) => findTimesUntilChange(db, userIds, this.#thresholdSeconds));
   }
 
@@ -204,6 +206,15 @@ export class PresenceService {
     return fresh ? read(this.#db) : this.#replicaReads(read);
   }
 }
+
+/**
+ * What the transports (GraphQL, REST, event streams) ask of presence: heartbeats
+ * in, statuses out, and the buffered heartbeats a stop must write. They depend on
+ * this rather than on {@link PresenceService} and its batching and SQL (the TTL
+ * comparator of `npm run bench` serves heartbeats another way behind the same
+ * transports).
+ */
+export type Presence = Pick<PresenceService, 'heartbeat' | 'statuses' | 'createStatusLoader' | 'flush' | 'pendingHeartbeats'>;
 
 /** How fresh a status read must be. */
 export interface ReadOptions {

@@ -11,15 +11,17 @@
  * Time is judged here, by the database clock: the threshold and the expiry of a
  * manual status both compare against now(), so no job ever resets a status and
  * API servers with skewed clocks agree.
+ *
+ * Beside it, the read behind live presence's timers (findTimesUntilChange): when
+ * each user's status will change by itself, from pulse and presence_settings
+ * joined the same way, also in one statement.
  */
 import { sql, type RawBuilder } from 'kysely';
 import type { Database } from '../db/database';
 import { databaseTime, isoTime } from '../db/database-time';
 import type { UserId } from './user-id';
 import type { ManualStatus } from './user-status';
-
-/** Who may see a user's presence. */
-export type Visibility = 'EVERYONE' | 'CONTACTS' | 'NOBODY';
+import type { Visibility } from './visibility';
 
 /** Everything the read knows about one target, before the viewer's rules apply. */
 export interface StatusRow {
@@ -107,14 +109,14 @@ export function statusRowsQuery(userIds: readonly UserId[], viewer: UserId | nul
  * online user going offline when the threshold passes, a manual status
  * expiring), the milliseconds until the first such change, by the database
  * clock (a skewed API clock then only shifts when a check runs, not its
- * verdict). Users with nothing pending are left out.
+ * verdict), by user. Users with nothing pending are left out.
  */
 export async function findTimesUntilChange(
   db: Database,
   userIds: readonly UserId[],
   thresholdSeconds: number,
-): Promise<Array<{ user_id: string; ms_left: number }>> {
-  if (userIds.length === 0) return [];
+): Promise<Map<UserId, number>> {
+  if (userIds.length === 0) return new Map();
   const threshold = sql`make_interval(secs => ${thresholdSeconds})`;
   const { rows } = await sql<{ user_id: string; ms_left: string }>`
     select target.user_id::text as user_id,
@@ -131,5 +133,6 @@ export async function findTimesUntilChange(
         on settings.user_id = target.user_id and settings.user_id = any(${userIds}::bigint[])
      where pulse.last_hb >= now() - ${threshold} or settings.expires_at > now()
   `.execute(db);
-  return rows.map((r) => ({ user_id: r.user_id, ms_left: Number(r.ms_left) }));
+  // The ids are the caller's own, sent back as text.
+  return new Map(rows.map((row) => [row.user_id as UserId, Number(row.ms_left)]));
 }

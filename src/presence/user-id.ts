@@ -1,7 +1,8 @@
 /**
  * User ids: the decimal string of a positive 64-bit integer, 1 to 2^63-1, which is
  * what fits in the pulse table's bigint. Ids stay strings everywhere (JavaScript
- * numbers lose precision past 2^53).
+ * numbers lose precision past 2^53). Every id a caller sends, alone or in a
+ * list, is checked here.
  */
 import { InvalidInputError } from '../errors';
 
@@ -24,6 +25,17 @@ export function parseUserId(value: unknown): UserId {
   throw new InvalidInputError(
     `Invalid user id ${describe(value)}: expected the decimal string of an integer from 1 to ${MAX_USER_ID}`,
   );
+}
+
+/**
+ * Returns the ids a caller listed, each checked by {@link parseUserId}, in the
+ * order given; more than `max` of them is refused as a whole, before any is
+ * parsed. Both REST and GraphQL check lists of ids here, so the limit speaks
+ * the same words on both.
+ */
+export function parseUserIds(given: readonly unknown[], max: number): UserId[] {
+  if (given.length > max) throw new InvalidInputError(`Too many ids: ${given.length} given, at most ${max} per request`);
+  return given.map(parseUserId);
 }
 
 // Private: show the bad value as the caller sent it, but never echo a megabyte.

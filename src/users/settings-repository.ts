@@ -9,7 +9,7 @@ import { sql } from 'kysely';
 import type { Database } from '../db/database';
 import type { UserId } from '../presence/user-id';
 import type { ManualStatus } from '../presence/user-status';
-import type { Visibility } from '../presence/status-repository';
+import type { Visibility } from '../presence/visibility';
 
 export interface ManualStatusChange {
   status: ManualStatus;

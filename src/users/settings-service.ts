@@ -7,7 +7,7 @@
  * a users row.
  */
 import type { Database } from '../db/database';
-import type { Visibility } from '../presence/status-repository';
+import type { Visibility } from '../presence/visibility';
 import type { UserId } from '../presence/user-id';
 import type { ManualStatus } from '../presence/user-status';
 import { parseText } from './parse-text';

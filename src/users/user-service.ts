@@ -23,10 +23,19 @@ export const MAX_SEARCH_PAGE = 100;
  */
 export const MIN_CONTAINS_QUERY = 3;
 
-/** One page of a name search, in the shape of a GraphQL connection. */
-export interface UserPage {
-  edges: Array<{ cursor: string; node: User }>;
-  pageInfo: { hasNextPage: boolean; endCursor: string | null };
+/**
+ * One page of a name search: the users found, in order, each with the cursor
+ * that continues the search right after them, and whether more follow.
+ */
+export interface SearchPage {
+  matches: Array<{ user: User; cursor: string }>;
+  hasMore: boolean;
+  /**
+   * Set when the page stopped short (fewer than `first` matches, more may
+   * follow): the cursor that goes on from where the reading stopped, past the
+   * last match. Null otherwise: the last match's cursor goes on.
+   */
+  resumeCursor: string | null;
 }
 
 export class UserService {
@@ -67,11 +76,16 @@ export class UserService {
 
   /**
    * Users whose name matches `query` case-insensitively: names that start with it
-   * first, then (for queries of {@link MIN_CONTAINS_QUERY} characters or more)
-   * names that contain it elsewhere, each group in name order. `after` is a cursor
-   * from a previous page of the same search.
+   * first, in name order, then (for queries of {@link MIN_CONTAINS_QUERY}
+   * characters or more) names that contain it elsewhere: in name order, or in
+   * sign-up order when the fragment is common (docs/users.md, "Name search").
+   * `after` is a cursor from a previous page of the same search.
+   *
+   * Every page reads a bounded number of rows, so a page of contains matches may
+   * hold fewer than `first` users while more may follow; its `resumeCursor` then
+   * goes on from where the reading stopped.
    */
-  async searchUsers(query: string, first: number, after: string | null): Promise<UserPage> {
+  async searchUsers(query: string, first: number, after: string | null): Promise<SearchPage> {
     const trimmed = parseText('query', query, MAX_NAME_LENGTH);
     const length = [...trimmed].length;
     if (!Number.isInteger(first) || first < 1 || first > MAX_SEARCH_PAGE) {
@@ -80,7 +94,7 @@ export class UserService {
     const position = after === null ? null : decodeSearchCursor(after);
 
     // One row more than asked tells whether another page follows.
-    const rows = await this.#replicaReads((db) =>
+    const { rows, resumeAfter } = await this.#replicaReads((db) =>
       searchUsersByName(db, {
         query: trimmed,
         includeContains: length >= MIN_CONTAINS_QUERY,
@@ -88,12 +102,13 @@ export class UserService {
         limit: first + 1,
       }),
     );
-    const page = rows.slice(0, first);
-    const edges = page.map((row) => ({
-      cursor: encodeSearchCursor({ tier: row.tier, sortName: row.sort_name }),
-      node: userFromRow(row),
+    const matches = rows.slice(0, first).map((row) => ({
+      user: userFromRow(row),
+      cursor: encodeSearchCursor(row.tier === 2 ? { tier: 2, id: row.id } : { tier: row.tier, sortName: row.sort_name }),
     }));
-    return { edges, pageInfo: { hasNextPage: rows.length > first, endCursor: edges.at(-1)?.cursor ?? null } };
+    if (rows.length > first) return { matches, hasMore: true, resumeCursor: null };
+    if (resumeAfter) return { matches, hasMore: true, resumeCursor: encodeSearchCursor(resumeAfter) };
+    return { matches, hasMore: false, resumeCursor: null };
   }
 
   /**

@@ -3,19 +3,14 @@
  * PULSE_TEST_ADMIN_URL: the server in TEST_DATABASE_URL / DATABASE_URL, or an
  * embedded one started here in a temporary folder (stopped by global-teardown).
  */
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../src/db/embedded-postgres';
 import { redactUrl } from '../../src/db/database';
-import { silentLogger } from '../../src/logger';
 import { probeCitus } from './citus-database';
-import { freePort } from './free-port';
+import { startScratchPostgres, type ScratchPostgres } from './scratch-postgres';
 import { createTemplateDatabase, TEMPLATE_DATABASE_ENV } from './test-database';
 
 declare global {
   // eslint-disable-next-line no-var
-  var __pulseTestPostgres: { server: EmbeddedPostgres; folder: string } | undefined;
+  var __pulseTestPostgres: ScratchPostgres | undefined;
   // eslint-disable-next-line no-var
   var __pulseTestTemplate: { drop(): Promise<void> } | undefined;
 }
@@ -29,17 +24,8 @@ export default async function globalSetup(): Promise<void> {
     await makeTemplate();
     return;
   }
-  const folder = fs.mkdtempSync(path.join(os.tmpdir(), 'pulse-test-'));
-  // mkdtemp makes the folder 0700; as root, PostgreSQL runs as `postgres`, which
-  // must be able to enter it.
-  fs.chmodSync(folder, 0o755);
-  const server = await startEmbeddedPostgres({
-    clusterDir: path.join(folder, 'postgres'),
-    port: await freePort(),
-    logger: silentLogger,
-    database: 'postgres',
-  });
-  globalThis.__pulseTestPostgres = { server, folder };
+  const server = await startScratchPostgres('pulse-test');
+  globalThis.__pulseTestPostgres = server;
   process.env.PULSE_TEST_ADMIN_URL = server.url;
   process.stdout.write(`\ntests use an embedded PostgreSQL at ${server.url}\n`);
   await makeTemplate();

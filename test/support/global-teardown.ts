@@ -1,9 +1,5 @@
-import fs from 'node:fs';
-
 export default async function globalTeardown(): Promise<void> {
   await globalThis.__pulseTestTemplate?.drop();
-  const started = globalThis.__pulseTestPostgres;
-  if (!started) return;
-  await started.server.stop();
-  fs.rmSync(started.folder, { recursive: true, force: true });
+  // The embedded server global-setup started, with its folder; none with TEST_DATABASE_URL.
+  await globalThis.__pulseTestPostgres?.stop();
 }

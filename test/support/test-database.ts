@@ -3,12 +3,10 @@
  * template database (cheaper than migrating each one), and dropped at the end.
  * Statements sent through `db` are recorded in `statements`, so tests can count them.
  */
-import crypto from 'node:crypto';
-import pg from 'pg';
 import { sql } from 'kysely';
 import { createDatabase, type Database } from '../../src/db/database';
-import { migrateToLatest } from '../../src/db/migrator';
 import { silentLogger } from '../../src/logger';
+import { createScratchDatabase, migrateDatabase, type ScratchDatabase } from './scratch-postgres';
 
 export interface TestDatabase {
   /** Connection string of this test file's database. */
@@ -27,30 +25,9 @@ export function adminUrl(): string {
   return url;
 }
 
-export function databaseUrl(name: string): string {
-  const url = new URL(adminUrl());
-  url.pathname = `/${name}`;
-  return url.toString();
-}
-
-async function admin<T>(work: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: adminUrl() });
-  await client.connect();
-  try {
-    return await work(client);
-  } finally {
-    await client.end();
-  }
-}
-
-export async function createEmptyDatabase(): Promise<{ name: string; url: string; drop(): Promise<void> }> {
-  const name = `pulse_test_${process.pid}_${crypto.randomBytes(4).toString('hex')}`;
-  await admin((c) => c.query(`create database ${c.escapeIdentifier(name)}`));
-  return {
-    name,
-    url: databaseUrl(name),
-    drop: () => admin((c) => c.query(`drop database if exists ${c.escapeIdentifier(name)} with (force)`)).then(() => undefined),
-  };
+/** An empty database of the test file's own (no migrations), dropped with `drop()`. */
+export function createEmptyDatabase(): Promise<ScratchDatabase> {
+  return createScratchDatabase(adminUrl(), 'pulse_test');
 }
 
 /**
@@ -60,34 +37,19 @@ export async function createEmptyDatabase(): Promise<{ name: string; url: string
 export const TEMPLATE_DATABASE_ENV = 'PULSE_TEST_TEMPLATE_DATABASE';
 
 // Private: a new database copied from the migrated template.
-async function createMigratedDatabase(): Promise<{ name: string; url: string; drop(): Promise<void> }> {
+function createMigratedDatabase(): Promise<ScratchDatabase> {
   const template = process.env[TEMPLATE_DATABASE_ENV];
   if (!template) throw new Error(`${TEMPLATE_DATABASE_ENV} is not set: run the tests with \`npm test\` (jest global setup sets it)`);
-  const name = `pulse_test_${process.pid}_${crypto.randomBytes(4).toString('hex')}`;
-  await admin((c) => c.query(`create database ${c.escapeIdentifier(name)} template ${c.escapeIdentifier(template)}`));
-  return {
-    name,
-    url: databaseUrl(name),
-    drop: () => admin((c) => c.query(`drop database if exists ${c.escapeIdentifier(name)} with (force)`)).then(() => undefined),
-  };
+  return createScratchDatabase(adminUrl(), 'pulse_test', { template });
 }
 
 /** Makes the run's template: an empty database with every migration applied. */
 export async function createTemplateDatabase(): Promise<{ name: string; drop(): Promise<void> }> {
   const empty = await createEmptyDatabase();
-  const db = createDatabase({
-    url: empty.url,
-    poolMax: 1,
-    connectionTimeoutMs: 5_000,
-    statementTimeoutMs: 30_000,
-    logger: silentLogger,
+  await migrateDatabase(empty.url).catch(async (error: unknown) => {
+    await empty.drop();
+    throw error;
   });
-  try {
-    await migrateToLatest(db, silentLogger);
-  } finally {
-    // A template cannot be copied while anyone is connected to it.
-    await db.destroy();
-  }
   return { name: empty.name, drop: empty.drop };
 }
 
