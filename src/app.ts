@@ -321,6 +321,7 @@ export async function serve(config: Config, logger: Logger, options: StartOption
         operations: subscriptionOperations,
         admission: streamAdmission,
         stallSeconds: config.limits.streamStallSeconds,
+        keepAliveMs: config.http.subscriptionKeepAliveMs,
       }),
       multipartSubscriptions: createMultipartSubscriptions({
         operations: subscriptionOperations,

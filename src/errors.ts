@@ -3,7 +3,7 @@
  *
  * Services throw these; the GraphQL and HTTP layers turn each into its code and
  * status (BAD_USER_INPUT / 400, USERNAME_TAKEN / 409, UNAUTHENTICATED / 401,
- * UNAVAILABLE / 503, RATE_LIMITED / 429). Anything else is a bug, logged with its cause and shown to
+ * UNAVAILABLE / 503, RATE_LIMITED / 429, SIGNUP_DISABLED / 403). Anything else is a bug, logged with its cause and shown to
  * the caller only as an internal error.
  */
 
@@ -34,6 +34,18 @@ export class AuthenticationError extends Error {
   }
 }
 
+/**
+ * Sign-up is not offered by this server: its tokens come from an identity
+ * provider (JWT_JWKS_URL) and it holds no key to sign one for a new user.
+ */
+export class SignupDisabledError extends Error {
+  readonly code = 'SIGNUP_DISABLED';
+  constructor(message: string) {
+    super(message);
+    this.name = 'SignupDisabledError';
+  }
+}
+
 /** Pulse cannot serve this request right now (the database is unreachable or slow). */
 export class UnavailableError extends Error {
   readonly code = 'UNAVAILABLE';
@@ -58,7 +70,7 @@ export class RateLimitedError extends Error {
   }
 }
 
-export type PulseError = InvalidInputError | UsernameTakenError | AuthenticationError | UnavailableError | RateLimitedError;
+export type PulseError = InvalidInputError | UsernameTakenError | AuthenticationError | UnavailableError | RateLimitedError | SignupDisabledError;
 
 // PostgreSQL error classes that mean "not now", not "wrong request": connection
 // exceptions (08), operator intervention such as a server shutting down (57P0x),
@@ -79,7 +91,8 @@ export function toPulseError(error: unknown): PulseError | null {
     error instanceof UsernameTakenError ||
     error instanceof AuthenticationError ||
     error instanceof UnavailableError ||
-    error instanceof RateLimitedError
+    error instanceof RateLimitedError ||
+    error instanceof SignupDisabledError
   ) {
     return error;
   }

@@ -6,6 +6,7 @@
  */
 import net from 'node:net';
 import { subscribe, type Subscription } from './support/event-stream';
+import { eventually } from './support/eventually';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
 import { startTestServer, type TestServer } from './support/test-server';
 
@@ -196,5 +197,39 @@ describe('slow clients', () => {
     expect(reply.body.data).toEqual({ status: { userId: '1' } });
     await closed;
     expect(answer).toMatch(/^HTTP\/1\.1 408/);
+  });
+
+  it('closes a stream whose client reads nothing once its output has not shrunk for STREAM_STALL_SECONDS; a reading stream beside it keeps its events', async () => {
+    const server = await start({ STREAM_STALL_SECONDS: '1', STATUSES_MAX_IDS: '100000', HTTP_BODY_LIMIT_BYTES: String(2 * 1024 * 1024) });
+    const token = server.token('901');
+    const reader = await watch(server, ['901'], { token });
+    await reader.next(isStatus('901'));
+
+    // The first statuses of 100,000 users, every field of each: about 15 MB of
+    // events. The loopback socket's buffers take about 4 MB from a client that
+    // reads nothing; then what Pulse queued for it stops shrinking.
+    const ids = Array.from({ length: 100_000 }, (_, i) => String(100_000 + i));
+    const body = JSON.stringify({
+      query: 'subscription ($ids: [ID!]) { presenceChanged(ids: $ids) { userId state online lastSeen statusText manualStatus idle } }',
+      variables: { ids },
+    });
+    const silent = net.connect(server.pulse.port, '127.0.0.1');
+    silent.pause();
+    await new Promise((resolve) => silent.once('connect', resolve));
+    silent.write(
+      `POST /graphql/stream HTTP/1.1\r\nhost: pulse\r\ncontent-type: application/json\r\naccept: text/event-stream\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
+    try {
+      await eventually('the silent client\'s stream to open', () => server.pulse.live.size.subscriptions === 2, 20_000);
+      // Closed by the stall check alone: nothing else ends a stream whose socket is open.
+      await eventually('the silent client\'s stream to be closed', () => server.pulse.live.size.subscriptions === 1, 30_000);
+      expect(server.pulse.live.size.watchedUsers).toBe(1);
+
+      // The reader still hears a change of the user it watches.
+      expect((await server.graphql('mutation { heartbeat { online } }', { token })).body.data).toEqual({ heartbeat: { online: true } });
+      await reader.next((e) => isStatus('901')(e) && e.data!.presenceChanged.online === true);
+    } finally {
+      silent.destroy();
+    }
   });
 });

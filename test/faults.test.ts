@@ -208,3 +208,49 @@ describe('a database restart', () => {
     }
   });
 });
+
+describe('a database that is away when a subscription starts', () => {
+  it('answers the stream and Apollo multipart subscriptions 503 UNAVAILABLE with Retry-After, keeps nothing, and serves them once it is back', async () => {
+    const folder = fs.mkdtempSync(path.join(os.tmpdir(), 'pulse-stream-outage-'));
+    fs.chmodSync(folder, 0o755);
+    const clusterDir = path.join(folder, 'postgres');
+    const port = await freePort();
+    let database = await startEmbeddedPostgres({ clusterDir, port, logger: silentLogger });
+    const server = await startTestServer({ DATABASE_URL: database.url, DB_CONNECTION_TIMEOUT_MS: '1000' });
+    const body = JSON.stringify({ query: 'subscription ($ids: [ID!]) { presenceChanged(ids: $ids) { userId online } }', variables: { ids: ['1', '2'] } });
+    const open = (accept: string, path: string) =>
+      fetch(`${server.pulse.graphqlUrl.replace('/graphql', '')}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', accept }, body });
+    const sse = () => open('text/event-stream', '/graphql/stream');
+    const multipart = () => open('multipart/mixed;subscriptionSpec="1.0", application/json', '/graphql');
+    try {
+      await database.stop();
+      for (const refused of [await sse(), await multipart()]) {
+        expect(refused.status).toBe(503);
+        expect(Number(refused.headers.get('retry-after'))).toBeGreaterThan(0);
+        const answer = (await refused.json()) as { errors: Array<{ message: string; extensions: { code: string } }> };
+        expect(answer.errors[0]!.extensions.code).toBe('UNAVAILABLE');
+        expect(answer.errors[0]!.message).toMatch(/database is unavailable/);
+      }
+      // Nothing is watched for the refused subscriptions.
+      expect(server.pulse.live.size).toEqual({ subscriptions: 0, watchedUsers: 0, deadlines: 0 });
+
+      database = await startEmbeddedPostgres({ clusterDir, port, logger: silentLogger });
+      const served = await eventually('the stream to be served again', async () => {
+        const response = await sse();
+        if (response.status === 200) return response;
+        await response.body?.cancel();
+        return undefined;
+      }, 30_000);
+      expect(served.headers.get('content-type')).toMatch(/^text\/event-stream/);
+      const reader = served.body!.getReader();
+      let text = '';
+      while (!text.includes('"userId":"2"')) text += new TextDecoder().decode((await reader.read()).value);
+      expect(text).toContain('event: next');
+      await reader.cancel();
+    } finally {
+      await server.stop();
+      await database.stop();
+      fs.rmSync(folder, { recursive: true, force: true });
+    }
+  });
+});

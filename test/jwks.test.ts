@@ -10,6 +10,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { SignJWT, exportJWK, generateKeyPair, type JWK, type KeyLike } from 'jose';
 import jwt from 'jsonwebtoken';
+import { sql } from 'kysely';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
 import { startTestServer, TEST_JWT_SECRET, type TestServer } from './support/test-server';
 
@@ -156,9 +157,14 @@ it('reads a status as the token user and anonymous with a refused token, without
   expect(refused.body.data).toEqual({ status: { userId: '4242' } });
 });
 
-it('does not offer sign-up, which would need a secret to sign tokens with', async () => {
-  const reply = await server.graphql('mutation { createUser(name: "Ann") { token } }');
-  expect(reply.body.errors![0]!.message).toMatch(/identity provider/);
+it('does not offer sign-up, which would need a secret to sign tokens with: SIGNUP_DISABLED, and no user made', async () => {
+  const reply = await server.graphql('mutation { createUser(name: "Ann") { user { id } token } }');
+  expect(reply.status).toBe(200);
+  expect(reply.body.data).toBeNull();
+  expect(reply.body.errors![0]!.extensions!.code).toBe('SIGNUP_DISABLED');
+  expect(reply.body.errors![0]!.message).toMatch(/identity provider \(JWT_JWKS_URL\); sign up there/);
+  const { rows } = await sql`select name from users where name = 'Ann'`.execute(t.db);
+  expect(rows).toEqual([]);
 });
 
 describe('with the default 30 s between fetches for unknown key ids', () => {

@@ -4,7 +4,7 @@
  * status statement.
  */
 import type { TokenIssuer } from '../auth/tokens';
-import { InvalidInputError, RateLimitedError } from '../errors';
+import { RateLimitedError, SignupDisabledError } from '../errors';
 import type { TokenBucket } from '../limits/token-bucket';
 import type { Metrics } from '../observability/metrics';
 import { parseUserId } from '../presence/user-id';
@@ -72,10 +72,11 @@ export function createUserResolvers(deps: UserResolverDependencies) {
 
     Mutation: {
       createUser: guard(async (_: unknown, args: { name: string }, ctx: PulseContext): Promise<{ user: User; token: string }> => {
-        limit(deps.signupRate, ctx.clientAddress, 'signup', 'sign-ups');
+        // Refused before the rate is charged: there is nothing to retry.
         if (!deps.tokens.canSign) {
-          throw new InvalidInputError('Sign-up is not offered here: this server takes tokens from an identity provider (JWT_JWKS_URL); sign up there');
+          throw new SignupDisabledError('Sign-up is not offered here: this server takes tokens from an identity provider (JWT_JWKS_URL); sign up there');
         }
+        limit(deps.signupRate, ctx.clientAddress, 'signup', 'sign-ups');
         const user = await deps.users.createUser(args.name);
         return { user, token: deps.tokens.sign(user.id, deps.signupTokenTtlSeconds) };
       }),

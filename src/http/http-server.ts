@@ -155,8 +155,9 @@ async function multipartSubscription(
   url: URL,
 ): Promise<void> {
   const text = await readBody(req, options.bodyLimitBytes);
-  if (await options.multipartSubscriptions(req, res, info, text)) return;
-  return graphql(options, info, req, res, url, text);
+  // Returned, not awaited: a stream may stay open for hours, and this frame
+  // would keep the request's body for as long.
+  return options.multipartSubscriptions(req, res, info, text) ?? graphql(options, info, req, res, url, text);
 }
 
 async function graphql(
@@ -209,20 +210,38 @@ function readBody(req: http.IncomingMessage, limit: number): Promise<string> {
     return Promise.reject(new HttpProblem(413, `Request body too large: ${declared} bytes, at most ${limit}`));
   }
   return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
+    let chunks: Buffer[] = [];
     let size = 0;
-    req.on('data', (chunk: Buffer) => {
+    // The listeners go once the body is read: a stream's request lives as long
+    // as the stream, and they would keep the body's chunks for as long.
+    const done = () => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+      chunks = [];
+    };
+    const onData = (chunk: Buffer) => {
       size += chunk.length;
       if (size > limit) {
-        req.removeAllListeners('data');
+        done();
         req.resume();
         reject(new HttpProblem(413, `Request body too large: more than ${limit} bytes`));
         return;
       }
       chunks.push(chunk);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
+    };
+    const onEnd = () => {
+      const body = Buffer.concat(chunks).toString('utf8');
+      done();
+      resolve(body);
+    };
+    const onError = (error: Error) => {
+      done();
+      reject(error);
+    };
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
   });
 }
 

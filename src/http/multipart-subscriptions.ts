@@ -27,11 +27,10 @@
  * the same resolver, so the stream metrics count these subscribers too.
  */
 import type http from 'node:http';
-import { getOperationAST, subscribe, type ExecutionResult, type GraphQLError } from 'graphql';
 import type { RequestInfo } from '../graphql/context';
 import { errorHeaders } from './error-answers';
 import { admitStream, type StreamAdmission } from './stream-admission';
-import type { SubscriptionOperations } from './subscription-operations';
+import type { MaskedResult, OperationRequest, PreparedDocument, SubscriptionOperations } from './subscription-operations';
 
 export interface MultipartSubscriptionsOptions {
   operations: SubscriptionOperations;
@@ -42,12 +41,13 @@ export interface MultipartSubscriptionsOptions {
 }
 
 /**
- * Serves one request for a subscription over the multipart protocol; resolves
- * once the response has ended, with true, or at once with false when the request
- * is not a subscription this transport serves (a query or a mutation, a GET, a
- * body that is not JSON): /graphql then answers it as usual.
+ * Serves one request for a subscription over the multipart protocol: returns a
+ * promise that resolves once the response has ended, or, at once, null when
+ * the request is not a subscription this transport serves (a query or a
+ * mutation, a GET, a body that is not JSON, a syntax error): /graphql then
+ * answers it as usual.
  */
-export type MultipartSubscriptions = (req: http.IncomingMessage, res: http.ServerResponse, info: RequestInfo, body: string) => Promise<boolean>;
+export type MultipartSubscriptions = (req: http.IncomingMessage, res: http.ServerResponse, info: RequestInfo, body: string) => Promise<void> | null;
 
 const BOUNDARY = 'graphql';
 const PART_HEADER = '\r\ncontent-type: application/json; charset=utf-8\r\n\r\n';
@@ -55,50 +55,59 @@ const PART_HEADER = '\r\ncontent-type: application/json; charset=utf-8\r\n\r\n';
 export function createMultipartSubscriptions(options: MultipartSubscriptionsOptions): MultipartSubscriptions {
   const { operations } = options;
 
-  return async (req, res, info, body) => {
-    const params = subscriptionParams(req, body);
-    if (!params) return false;
-    let document;
+  // Not async on purpose: the request's body and variables are needed only
+  // until the subscription has started; the events are sent by a function that
+  // never sees them, so no suspended frame keeps them for the stream's life.
+  return (req, res, info, body) => {
+    const request = subscriptionParams(req, body);
+    if (!request) return null;
+    let prepared;
     try {
-      document = operations.parse(params.query);
+      prepared = operations.prepare(request.query);
     } catch {
       // /graphql reports the syntax error in its usual form.
-      return false;
+      return null;
     }
-    if (getOperationAST(document, params.operationName)?.operation !== 'subscription') return false;
-
-    const invalid = operations.validate(document);
-    if (invalid.length > 0) {
-      sendErrors(req, res, 400, operations.mask({ errors: invalid }, info.logger).errors!);
-      return true;
+    if (prepared.operationOf(request.operationName) !== 'subscription') return null;
+    if (prepared.errors.length > 0) {
+      sendErrors(req, res, 400, operations.mask({ errors: prepared.errors }, info.logger).errors!);
+      return Promise.resolve();
     }
-    const contextValue = await operations.contextFor(info);
-    const release = admitStream(options.admission, contextValue, info, req, res);
-    if (!release) return true;
-    res.once('close', release);
-    const started = await subscribe({
-      schema: operations.schema,
-      document,
-      operationName: params.operationName,
-      variableValues: params.variables,
-      contextValue,
-    });
-    if (!isAsyncIterable(started)) {
-      // Refused before the first event (a bad id, no token to watch whom one
-      // follows): an ordinary GraphQL response, with the status /graphql would use.
-      sendErrors(req, res, httpStatusOf(started.errors) ?? 200, operations.mask(started, contextValue.logger).errors ?? []);
-      return true;
-    }
-    await stream(res, started, (result) => operations.mask(result, contextValue.logger), options.keepAliveMs, contextValue.logger);
-    return true;
+    return start(options, req, res, info, request, prepared).then((events) =>
+      events ? stream(res, events, options.keepAliveMs, info.logger) : undefined,
+    );
   };
+}
+
+// Private: admission, then the subscription's start; the events, or null when
+// it was refused (and answered).
+async function start(
+  options: MultipartSubscriptionsOptions,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  info: RequestInfo,
+  request: OperationRequest,
+  prepared: PreparedDocument,
+): Promise<AsyncIterableIterator<MaskedResult> | null> {
+  const context = await options.operations.contextFor(info);
+  const release = admitStream(options.admission, context, info, req, res);
+  if (!release) return null;
+  res.once('close', release);
+  const started = await options.operations.start(prepared, request, context);
+  if ('refused' in started) {
+    // Refused before the first event (a bad id, no token to watch whom one
+    // follows, the database away): an ordinary GraphQL response, with the
+    // status /graphql would use.
+    sendErrors(req, res, started.refusal?.status ?? 200, started.refused.errors ?? [], started.refusal?.headers);
+    return null;
+  }
+  return started.events;
 }
 
 // Private: the events as parts, keep-alives while idle, the closing boundary.
 async function stream(
   res: http.ServerResponse,
-  events: AsyncGenerator<ExecutionResult>,
-  mask: (result: ExecutionResult) => object,
+  events: AsyncIterableIterator<MaskedResult>,
   keepAliveMs: number,
   logger: RequestInfo['logger'],
 ): Promise<void> {
@@ -118,7 +127,7 @@ async function stream(
   // subscription frees what it watched.
   const onClose = () => {
     clientLeft = true;
-    void events.return(undefined);
+    void events.return?.();
   };
   res.once('close', onClose);
   const keepAlive = setInterval(() => {
@@ -127,7 +136,7 @@ async function stream(
   try {
     for await (const result of events) {
       if (!res.writable) break;
-      await new Promise<void>((resolve, reject) => res.write(part({ payload: mask(result) }), (error) => (error ? reject(error) : resolve())));
+      await new Promise<void>((resolve, reject) => res.write(part({ payload: result }), (error) => (error ? reject(error) : resolve())));
     }
     // The events ended without the client leaving: Pulse is shutting down. A
     // transport error (not a quiet end) tells the client to subscribe again,
@@ -151,7 +160,7 @@ async function stream(
 function subscriptionParams(
   req: http.IncomingMessage,
   body: string,
-): { query: string; operationName?: string; variables?: Record<string, unknown> } | null {
+): OperationRequest | null {
   if (req.method !== 'POST' || !/^application\/(.+\+)?json\b/i.test(req.headers['content-type'] ?? '')) return null;
   let parsed: unknown;
   try {
@@ -170,25 +179,11 @@ function subscriptionParams(
 // Private: errors in the media type the client prefers. With
 // application/graphql-response+json a client reads the errors whatever the status;
 // with application/json, a status other than 200 is read as a failed request.
-function sendErrors(req: http.IncomingMessage, res: http.ServerResponse, status: number, errors: readonly object[]): void {
+function sendErrors(req: http.IncomingMessage, res: http.ServerResponse, status: number, errors: readonly object[], refusalHeaders?: Record<string, string>): void {
   const graphqlResponse = /application\/graphql-response\+json/i.test(req.headers.accept ?? '');
   const headers: Record<string, string> = {
     'content-type': `${graphqlResponse ? 'application/graphql-response+json' : 'application/json'}; charset=utf-8`,
   };
-  res.writeHead(status, { ...headers, ...errorHeaders(status) });
+  res.writeHead(status, { ...headers, ...(refusalHeaders ?? errorHeaders(status)) });
   res.end(JSON.stringify({ errors }));
-}
-
-// Private: the HTTP status a known error asks for (401 without a valid token, 503
-// in an outage), as /graphql answers it.
-function httpStatusOf(errors: readonly GraphQLError[] | undefined): number | undefined {
-  for (const error of errors ?? []) {
-    const status = (error.extensions?.http as { status?: number } | undefined)?.status;
-    if (status) return status;
-  }
-  return undefined;
-}
-
-function isAsyncIterable<T>(value: unknown): value is AsyncGenerator<T> {
-  return typeof (value as AsyncIterable<T> | null)?.[Symbol.asyncIterator] === 'function';
 }

@@ -40,10 +40,19 @@ export async function subscribe(
   let complete!: () => void;
   const completed = new Promise<void>((resolve) => (complete = resolve));
 
+  const received = (event: StreamEvent) => {
+    events.push(event);
+    for (const w of waiters.filter((w) => w.match(event))) {
+      waiters.splice(waiters.indexOf(w), 1);
+      w.resolve(event);
+    }
+  };
+
   void (async () => {
+    // Refused before the stream began: one JSON answer, seen as one event.
     if (!response.body || !response.headers.get('content-type')?.startsWith('text/event-stream')) {
       const text = await response.text().catch(() => '');
-      events.push(text ? (JSON.parse(text) as StreamEvent) : {});
+      received(text ? (JSON.parse(text) as StreamEvent) : {});
       complete();
       return;
     }
@@ -59,12 +68,7 @@ export async function subscribe(
           const event = /^event: (.*)$/m.exec(block)?.[1];
           const data = /^data: (.*)$/m.exec(block)?.[1];
           if (event === 'next' && data) {
-            const parsed = JSON.parse(data) as StreamEvent;
-            events.push(parsed);
-            for (const w of waiters.filter((w) => w.match(parsed))) {
-              waiters.splice(waiters.indexOf(w), 1);
-              w.resolve(parsed);
-            }
+            received(JSON.parse(data) as StreamEvent);
           } else if (event === 'complete') {
             complete();
           }
