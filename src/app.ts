@@ -178,6 +178,7 @@ export async function startServices(config: Config, logger: Logger, options: Sta
       requireExp: config.auth.requireExp,
       maxTokenAgeSeconds: config.auth.maxTokenAgeSeconds,
     },
+    verifiedTokensKept: config.auth.verifiedTokensKept,
   });
   if (config.auth.jwksUrl) logger.info(`auth: tokens from the key set at ${config.auth.jwksUrl}${tokens.canSign ? ', and HS256 tokens signed with JWT_SECRET' : ''}`);
   const bus = config.events.redisUrl

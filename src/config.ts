@@ -127,6 +127,8 @@ export interface Config {
     readonly requireExp: boolean;
     /** Tokens issued (`iat`) longer ago than this are refused; null: no limit. */
     readonly maxTokenAgeSeconds: number | null;
+    /** Recently verified tokens kept per process, so repeat requests skip verification; 0: none. */
+    readonly verifiedTokensKept: number;
   };
   readonly retention: {
     /** When the retention job runs (a cron expression); null: never. */
@@ -361,6 +363,7 @@ const authEnv = z.object({
   JWT_JWKS_COOLDOWN_SECONDS: integer(0, 3600).default(30),
   JWT_REQUIRE_EXP: boolean.optional(),
   JWT_MAX_TOKEN_AGE_SECONDS: integer(1, 366 * 86_400).optional(),
+  JWT_VERIFIED_TOKENS_KEPT: integer(0, 10_000_000).default(50_000),
 });
 
 /**
@@ -508,6 +511,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: { forS
       jwksCooldownSeconds: auth.JWT_JWKS_COOLDOWN_SECONDS,
       requireExp: auth.JWT_REQUIRE_EXP ?? production,
       maxTokenAgeSeconds: auth.JWT_MAX_TOKEN_AGE_SECONDS ?? null,
+      verifiedTokensKept: auth.JWT_VERIFIED_TOKENS_KEPT,
     },
     retention: {
       cron: jobs.RETENTION_CRON ?? null,

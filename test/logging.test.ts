@@ -12,10 +12,11 @@ import { eventually } from './support/eventually';
 let t: TestDatabase;
 let server: TestServer;
 const lines: string[] = [];
+const logger = createLogger('debug', (line) => lines.push(line));
 
 beforeAll(async () => {
   t = await createTestDatabase();
-  server = await startTestServer({ DATABASE_URL: t.url }, createLogger('debug', (line) => lines.push(line)));
+  server = await startTestServer({ DATABASE_URL: t.url }, logger);
 });
 afterAll(async () => {
   await server.stop();
@@ -47,6 +48,17 @@ it('gives every response a request id, and a made-up one is replaced when it is 
   expect(plain.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/);
   const hostile = await fetch(server.pulse.graphqlUrl.replace('/graphql', '/healthz'), { headers: { 'x-request-id': 'a b\u00e9<script>' } });
   expect(hostile.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/);
+});
+
+it('makes no request logger for a GraphQL request that logs nothing', async () => {
+  const child = jest.spyOn(logger, 'child');
+  try {
+    const answer = await server.graphql('mutation { heartbeat { online } }', { token: server.token('43') });
+    expect(answer.body).toMatchObject({ data: { heartbeat: { online: true } } });
+    expect(child.mock.calls.filter(([bindings]) => 'requestId' in bindings)).toEqual([]);
+  } finally {
+    child.mockRestore();
+  }
 });
 
 it('never writes a bearer token to the logs', async () => {

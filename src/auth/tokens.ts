@@ -27,6 +27,7 @@ import { createRemoteJWKSet, decodeProtectedHeader, errors as joseErrors, jwtVer
 import jwt from 'jsonwebtoken';
 import { AuthenticationError, UnavailableError } from '../errors';
 import { parseUserId, type UserId } from '../presence/user-id';
+import { VerifiedTokens } from './verified-tokens';
 
 const HS256 = 'HS256';
 
@@ -69,8 +70,17 @@ export interface TokenIssuer {
  * Tokens checked against `secret` (HS256) and, when `keySet` is given, against
  * an identity provider's keys. At least one of the two must be given.
  */
-export function createTokenIssuer(secret: string | null, options: { keySet?: KeySetOptions | null; rules?: TokenRules } = {}): TokenIssuer {
+export function createTokenIssuer(
+  secret: string | null,
+  options: {
+    keySet?: KeySetOptions | null;
+    rules?: TokenRules;
+    /** Most recently verified tokens kept, so a client's next request skips the check (see VerifiedTokens); 0: none. */
+    verifiedTokensKept?: number;
+  } = {},
+): TokenIssuer {
   const rules = options.rules ?? {};
+  const verified = new VerifiedTokens(options.verifiedTokensKept ?? 0);
   const keySet = options.keySet ?? null;
   if (!secret && !keySet) throw new Error('createTokenIssuer: a secret or a key set is required');
   // The key object is made once: given the secret as a string, jsonwebtoken
@@ -121,6 +131,19 @@ export function createTokenIssuer(secret: string | null, options: { keySet?: Key
   };
 
   const verify = async (token: string): Promise<UserId> => {
+    const now = Date.now();
+    const known = verified.get(token, now);
+    if (known !== undefined) return known;
+    const { userId, exp, iat } = await verifyAfresh(token);
+    verified.add(token, userId, now, {
+      exp: typeof exp === 'number' ? exp : undefined,
+      ageLimit: rules.maxTokenAgeSeconds && typeof iat === 'number' ? iat + rules.maxTokenAgeSeconds : undefined,
+    });
+    return userId;
+  };
+
+  // Private: the whole check, and the claims that bound how long it holds.
+  const verifyAfresh = async (token: string): Promise<{ userId: UserId; exp: unknown; iat: unknown }> => {
     let alg: unknown;
     try {
       alg = decodeProtectedHeader(token).alg;
@@ -147,7 +170,7 @@ export function createTokenIssuer(secret: string | null, options: { keySet?: Key
       throw new AuthenticationError('Invalid token: it has no `sub` claim naming the user');
     }
     try {
-      return parseUserId(payload.sub);
+      return { userId: parseUserId(payload.sub), exp: payload.exp, iat: payload.iat };
     } catch {
       throw new AuthenticationError(
         `Invalid token: its \`sub\` claim ${JSON.stringify(payload.sub).slice(0, 40)} is not a user id (a decimal integer from 1 to 2^63-1)`,

@@ -8,6 +8,7 @@ import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHt
 import { ApolloServerPluginCacheControlDisabled } from '@apollo/server/plugin/disabled';
 import type { Logger } from '../logger';
 import { errorCodeLabel, type Metrics } from '../observability/metrics';
+import { compiledExecutorGateway } from './compiled-executor';
 import type { PulseContext } from './context';
 import { errorLoggingPlugin, formatError } from './errors';
 import { maxTokens, queryLimits } from './limits';
@@ -22,7 +23,7 @@ export interface ApolloOptions {
   logger: Logger;
   /** Production hides the schema (no introspection). */
   production: boolean;
-  metrics?: Pick<Metrics, 'requestDuration' | 'heartbeats' | 'graphqlErrors'>;
+  metrics?: Pick<Metrics, 'requestDuration' | 'heartbeats' | 'graphqlErrors' | 'graphqlExecutions'>;
 }
 
 /**
@@ -67,7 +68,10 @@ function errorCountPlugin(metrics: Pick<Metrics, 'graphqlErrors'>): ApolloServer
 export function createApolloServer(options: ApolloOptions): ApolloServer<PulseContext> {
   const protection = queryLimits();
   return new ApolloServer<PulseContext>({
-    schema: options.schema,
+    // The schema, executed by compiled functions (graphql-jit) instead of
+    // graphql-js's interpreter; everything before and after execution is Apollo's
+    // as usual (compiled-executor.ts).
+    gateway: compiledExecutorGateway(options.schema, options.metrics),
     formatError,
     includeStacktraceInErrorResponses: false,
     validationRules: protection.validationRules,

@@ -10,7 +10,7 @@
  */
 import type DataLoader from 'dataloader';
 import type { GraphQLResolveInfo } from 'graphql';
-import { identifyCaller } from '../auth/caller';
+import { identifyCaller, type Caller } from '../auth/caller';
 import type { TokenIssuer } from '../auth/tokens';
 import type { Logger } from '../logger';
 import type { Presence } from '../presence/presence-service';
@@ -57,31 +57,54 @@ export interface RequestInfo {
 }
 
 export async function createContext(deps: ContextDependencies, request: RequestInfo): Promise<PulseContext> {
-  const caller = await identifyCaller(deps.tokens, request.authorization);
-  let statusLoader: DataLoader<UserId, UserStatus> | undefined;
-  let freshStatusLoader: DataLoader<UserId, UserStatus> | undefined;
-  const viewer = () => caller.viewer;
-  return {
-    requestId: request.requestId,
-    // A getter: the request's logger is made only if something logs.
-    get logger() {
-      return request.logger;
-    },
-    clientAddress: request.clientAddress,
-    authenticate: () => caller.userId(),
-    viewer,
-    loaders: {
-      // Created on first use: building it needs the viewer, hence the token.
+  return new RequestContext(deps.presence, request, await identifyCaller(deps.tokens, request.authorization));
+}
+
+// Private: a class, not an object literal, for Apollo's sake: Apollo copies the
+// context of every request (`Object.assign` onto an object with the same
+// prototype), which calls an own getter. Getters on the prototype survive the
+// copy uncalled, so the logger stays made on first use. For the same reason the
+// state is in plain properties, not `#fields`, which the copy would not carry.
+class RequestContext implements PulseContext {
+  readonly requestId: string;
+  readonly clientAddress: string;
+  readonly loaders: PulseContext['loaders'];
+
+  constructor(
+    presence: ContextDependencies['presence'],
+    private readonly request: RequestInfo,
+    private readonly caller: Caller,
+  ) {
+    this.requestId = request.requestId;
+    this.clientAddress = request.clientAddress;
+    const viewer = caller.viewer;
+    let statusLoader: DataLoader<UserId, UserStatus> | undefined;
+    let freshStatusLoader: DataLoader<UserId, UserStatus> | undefined;
+    this.loaders = {
+      // Created on first use: most requests need one of the two at most.
       get status() {
-        statusLoader ??= deps.presence.createStatusLoader(viewer());
+        statusLoader ??= presence.createStatusLoader(viewer);
         return statusLoader;
       },
       get freshStatus() {
-        freshStatusLoader ??= deps.presence.createStatusLoader(viewer(), { fresh: true });
+        freshStatusLoader ??= presence.createStatusLoader(viewer, { fresh: true });
         return freshStatusLoader;
       },
-    },
-  };
+    };
+  }
+
+  // A request's logger is made only if something logs.
+  get logger(): Logger {
+    return this.request.logger;
+  }
+
+  authenticate(): UserId {
+    return this.caller.userId();
+  }
+
+  viewer(): UserId | null {
+    return this.caller.viewer;
+  }
 }
 
 /**

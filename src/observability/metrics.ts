@@ -47,6 +47,8 @@ export interface Metrics {
   readonly shedRequests: Counter<'route'>;
   /** Errors sent to GraphQL callers, by `extensions.code`. */
   readonly graphqlErrors: Counter<'code'>;
+  /** GraphQL operations executed, by executor: `compiled` (graphql-jit) or `graphql-js`. */
+  readonly graphqlExecutions: Counter<'executor'>;
   /** From a change reaching this process (bus message, timer) to its events being sent. */
   readonly liveEventDelay: Histogram;
   /** Change events sent to subscribers (one per subscriber and changed user). */
@@ -207,6 +209,12 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     labelNames: ['code'] as const,
     registers: [registry],
   });
+  const graphqlExecutions = new Counter({
+    name: 'pulse_graphql_executions_total',
+    help: 'GraphQL operations executed, by executor: compiled (graphql-jit, for documents seen before) or graphql-js',
+    labelNames: ['executor'] as const,
+    registers: [registry],
+  });
   const liveEventDelay = new Histogram({
     name: 'pulse_live_event_delay_seconds',
     help: 'Live presence: from a change reaching this process (a bus message, an offline timer) to its events being sent to subscribers',
@@ -226,6 +234,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   for (const route of ['graphql', 'stream', 'rest']) shedRequests.inc({ route }, 0);
   for (const outcome of ['ok', 'skipped', 'failed']) jobRuns.inc({ job: 'retention', outcome }, 0);
   for (const code of ERROR_CODES) graphqlErrors.inc({ code }, 0);
+  for (const executor of ['compiled', 'graphql-js']) graphqlExecutions.inc({ executor }, 0);
 
   // A gauge read on every scrape, rather than kept up to date on every change.
   const gauge = (name: string, help: string, read: () => number) =>
@@ -288,6 +297,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     },
     shedRequests,
     graphqlErrors,
+    graphqlExecutions,
     liveEventDelay,
     liveEvents,
     observeReadiness(ready) {
