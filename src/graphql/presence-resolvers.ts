@@ -6,6 +6,7 @@ import { InvalidInputError } from '../errors';
 import type { Metrics } from '../observability/metrics';
 import type { LivePresence } from '../live/live-presence';
 import type { Presence } from '../presence/presence-service';
+import { heartbeatSender } from '../presence/heartbeat-sender';
 import type { UserService } from '../users/user-service';
 import type { Visibility } from '../presence/visibility';
 import { parseUserId, parseUserIds } from '../presence/user-id';
@@ -88,14 +89,7 @@ export function createPresenceResolvers(deps: PresenceResolverDependencies) {
 
     Mutation: {
       heartbeat: guard(async (_: unknown, args: { idle?: boolean | null }, ctx: PulseContext): Promise<HeartbeatStatus> => {
-        let userId;
-        try {
-          userId = ctx.authenticate();
-        } catch (error) {
-          deps.metrics?.heartbeats.inc({ outcome: 'rejected' });
-          throw error;
-        }
-        deps.metrics?.heartbeats.inc({ outcome: 'accepted' });
+        const userId = heartbeatSender(() => ctx.authenticate(), deps.metrics);
         const written = await deps.presence.heartbeat(userId, args.idle ?? false);
         // Later reads of this user in the same request see the write. The answer
         // costs no read unless the caller asks for fields only a read knows

@@ -21,6 +21,7 @@ import type { TokenIssuer } from '../auth/tokens';
 import { InvalidInputError, toPulseError } from '../errors';
 import type { Metrics } from '../observability/metrics';
 import type { Presence } from '../presence/presence-service';
+import { heartbeatSender } from '../presence/heartbeat-sender';
 import { parseUserId, parseUserIds, type UserId } from '../presence/user-id';
 import type { UserStatus } from '../presence/user-status';
 import { ERROR_ANSWERS, errorHeaders, retryAfterOf } from './error-answers';
@@ -42,14 +43,7 @@ export function createRestRoutes(deps: RestDependencies): RestRoutes {
 
   const heartbeat = async (req: http.IncomingMessage, res: http.ServerResponse) => {
     const caller = await identifyCaller(tokens, req.headers.authorization);
-    let userId;
-    try {
-      userId = caller.userId();
-    } catch (error) {
-      metrics?.heartbeats.inc({ outcome: 'rejected' });
-      throw error;
-    }
-    metrics?.heartbeats.inc({ outcome: 'accepted' });
+    const userId = heartbeatSender(caller.userId, metrics);
     // The caller is the token's user; the body may only say whether they are idle.
     await presence.heartbeat(userId, idleOf(await readSmallBody(req)));
     res.writeHead(204);
