@@ -296,6 +296,47 @@ describe('two statements, the second only for the users the first did not write'
   });
 });
 
+describe('a login storm: batches whose users mostly need the reading statement', () => {
+  const reading = (statements: string[]) => writes(statements).filter((s) => /materialized/i.test(s));
+
+  it('with readFirst, writes the batch in the reading statement alone, with the same outcome', async () => {
+    await t.setLastHeartbeat('1', 3600); // offline: comes online
+    await t.setLastHeartbeat('2', 10); // online: the common case
+    await t.setLastHeartbeat('4', 10); // online, turns idle
+    t.statements.length = 0;
+    const outcome = await recordHeartbeats(t.db, sortUserIds([id('1'), id('2'), id('3'), id('4')]), 30, 0, null, false, new Set([id('4')]), true);
+    const stored = await lastHeartbeats(['1', '2', '3', '4']);
+
+    expect(writes(t.statements)).toHaveLength(1);
+    expect(reading(t.statements)).toHaveLength(1);
+    expect(outcome.cameOnline.sort()).toEqual(['1', '3']);
+    expect(outcome.idleChanged).toEqual(['4']);
+    expect(outcome.uncommon).toBe(3);
+    expect(new Set([...stored.values()].map((time) => time.getTime()))).toEqual(new Set([outcome.now.getTime()]));
+  });
+
+  it('after a batch most of whose users came online, sends the next one straight to the reading statement, and goes back to two once they are online', async () => {
+    for (const user of ids(1, 8)) await t.setLastHeartbeat(user, 3600);
+    const reported: string[][] = [];
+    const presence = service({ heartbeatMinIntervalMs: 0, onCameOnline: (userIds) => reported.push([...userIds].sort()) });
+    const batch = async (users: UserId[]) => {
+      t.statements.length = 0;
+      await Promise.all(users.map((u) => presence.heartbeat(u)));
+      return { writes: writes(t.statements).length, reading: reading(t.statements).length };
+    };
+
+    // Everyone offline: the common-case statement writes no one, the reading one all.
+    expect(await batch(ids(1, 4))).toEqual({ writes: 2, reading: 1 });
+    // The storm goes on: one statement, the reading one.
+    expect(await batch(ids(5, 4))).toEqual({ writes: 1, reading: 1 });
+    // Users online again: still read first once, which finds them all common...
+    expect(await batch(ids(1, 4))).toEqual({ writes: 1, reading: 1 });
+    // ...so the next batch is the common case's statement alone.
+    expect(await batch(ids(1, 4))).toEqual({ writes: 1, reading: 0 });
+    expect(reported).toEqual([ids(1, 4).sort(), ids(5, 4).sort()]);
+  });
+});
+
 describe('the minimum write gap', () => {
   it('skips a user written less than the gap ago, answering with the stored time, and writes once the gap has passed', async () => {
     const presence = service({ minWriteGapSeconds: 5, heartbeatMinIntervalMs: 0 });

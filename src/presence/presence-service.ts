@@ -51,6 +51,8 @@ export class PresenceService {
   readonly #replicaReads: ReplicaReads;
   readonly #thresholdSeconds: number;
   readonly #metrics: PresenceServiceOptions['metrics'];
+  // Whether the next batch goes straight to the statement that reads each row (see recordHeartbeats).
+  #readFirst = false;
   readonly #minWriteGapSeconds: number;
   readonly #rateLimit: HeartbeatRateLimit<UserStatus>;
   readonly #batcher: HeartbeatBatcher<UserStatus> | null;
@@ -121,11 +123,15 @@ export class PresenceService {
         this.#notifyChannel,
         this.#citus,
         idle,
+        this.#readFirst,
       );
     } catch (error) {
       this.#metrics?.heartbeats.inc({ outcome: 'failed' }, userIds.length);
       throw error;
     }
+    // A batch most of whose users were not already online and past the gap (a
+    // login storm) makes the next one skip the statement for the common case.
+    this.#readFirst = outcome.uncommon * 2 > userIds.length;
     // Every user the statement names no exception for was written now: online,
     // last seen at the statement's time (one Date, shared: statuses are never
     // mutated).

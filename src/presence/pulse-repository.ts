@@ -42,6 +42,12 @@ export interface HeartbeatOutcome {
    * inserted by another transaction after this statement's snapshot. Rare.
    */
   missing: UserId[];
+  /**
+   * How many of the batch's users were not the common case (online already, past
+   * the gap, idle unchanged), so that the statement reading each row had to write
+   * them: the hint for `readFirst` on the next batch.
+   */
+  uncommon: number;
 }
 
 /**
@@ -74,6 +80,12 @@ export interface HeartbeatOutcome {
  *     and who is within the gap. It writes the first statement's time, so the
  *     whole batch has one `now`.
  *
+ * With `readFirst` (the caller's hint that most users of its previous batch were
+ * not the common case: {@link HeartbeatOutcome.uncommon}), the batch goes to the
+ * reading statement alone, at its own `now()`: in a login storm that saves the
+ * first statement and a second commit per batch, and the next batch whose users
+ * are mostly online again goes back to the two.
+ *
  * Lock order: each statement locks rows in ascending id order (an upsert locks the
  * row of each conflicting input row, written or not, in the order of its input),
  * and each commits before the next one starts, so a batch never holds a lock
@@ -91,13 +103,22 @@ export async function recordHeartbeats(
   notifyChannel: string | null = null,
   citus = false,
   idleUserIds: ReadonlySet<UserId> = new Set(),
+  readFirst = false,
 ): Promise<HeartbeatOutcome> {
-  if (userIds.length === 0) return { now: new Date(), skipped: [], cameOnline: [], idleChanged: [], missing: [] };
+  if (userIds.length === 0) return { now: new Date(), skipped: [], cameOnline: [], idleChanged: [], missing: [], uncommon: 0 };
   const settings = { thresholdSeconds, minWriteGapSeconds, notifyChannel, citus };
+  if (readFirst) {
+    // Most users of the last batch needed the reading statement (a login storm:
+    // everyone reconnecting after an outage): the first statement would write few
+    // and lock every row for nothing, so the batch goes to the reading one alone.
+    const all = await writeTheRest(db, userIds, idleUserIds, null, settings);
+    const { skipped, cameOnline, idleChanged, missing } = all;
+    return { ...all, uncommon: skipped.length + cameOnline.length + idleChanged.length + missing.length };
+  }
   const first = await writeOnlineUsers(db, userIds, idleUserIds, settings);
-  if (first.rest.length === 0) return { now: first.now, skipped: [], cameOnline: first.inserted, idleChanged: [], missing: [] };
+  if (first.rest.length === 0) return { now: first.now, skipped: [], cameOnline: first.inserted, idleChanged: [], missing: [], uncommon: 0 };
   const second = await writeTheRest(db, first.rest, idleUserIds, first.exactNow, settings);
-  return { now: first.now, ...second, cameOnline: [...first.inserted, ...second.cameOnline] };
+  return { ...second, now: first.now, cameOnline: [...first.inserted, ...second.cameOnline], uncommon: first.rest.length };
 }
 
 // Private: what both heartbeat statements need besides the users.
@@ -211,19 +232,20 @@ async function writeTheRest(
   db: Database,
   userIds: readonly UserId[],
   idleUserIds: ReadonlySet<UserId>,
-  exactNow: string,
+  exactNow: string | null,
   settings: HeartbeatSettings,
-): Promise<Omit<HeartbeatOutcome, 'now'>> {
+): Promise<Omit<HeartbeatOutcome, 'uncommon'>> {
   const { notifyChannel, citus } = settings;
   const ids = sql.val(userIds);
-  const now = sql`${exactNow}::timestamptz`;
+  // The first statement's time, or (the batch sent here alone) this statement's own.
+  const now = sql`coalesce(${exactNow}::timestamptz, now())`;
   const onlineSince = sql`${now} - make_interval(secs => ${settings.thresholdSeconds})`;
   const notify = notifyChannel
     ? sql`, ${notifiedCte(notifyChannel, sql`select user_id from came_online union all select user_id from idle_changed`)}`
     : sql``;
   // Referenced, or the notify CTE would never run.
   const notifications = notifyChannel ? sql`(select count(*) from notified)::int` : sql`0`;
-  const { rows } = await sql<{ kind: 'notified' | 'skipped' | 'came_online' | 'idle_changed' | 'missing'; user_id: string | null; last_hb: string | null; online: boolean | null; idle: boolean | null }>`${citus ? sql`` : preparedStatement}
+  const { rows } = await sql<{ kind: 'now' | 'notified' | 'skipped' | 'came_online' | 'idle_changed' | 'missing'; user_id: string | null; last_hb: string | null; online: boolean | null; idle: boolean | null }>`${citus ? sql`` : preparedStatement}
     with before as materialized (
       select user_id, last_hb, idle from pulse where user_id = any(${ids}::bigint[])
     ), heartbeat as (
@@ -240,7 +262,9 @@ async function writeTheRest(
       select h.user_id from heartbeat h join before b on b.user_id = h.user_id
       where b.last_hb >= ${onlineSince} and h.idle <> b.idle
     )${notify}
-    select 'notified' as kind, null as user_id, null as last_hb, null::boolean as online, null::boolean as idle
+    select 'now' as kind, null as user_id, ${isoTime(now)} as last_hb, null::boolean as online, null::boolean as idle
+    union all
+    select 'notified', null, null, null, null
       where ${notifications} < 0
     union all
     select 'came_online', user_id::text, null, null, null from came_online
@@ -254,9 +278,10 @@ async function writeTheRest(
      where not exists (select from heartbeat h where h.user_id = t.user_id)
        and not exists (select from before b where b.user_id = t.user_id)
   `.execute(db);
-  const outcome: Omit<HeartbeatOutcome, 'now'> = { skipped: [], cameOnline: [], idleChanged: [], missing: [] };
+  const outcome: Omit<HeartbeatOutcome, 'uncommon'> = { now: new Date(), skipped: [], cameOnline: [], idleChanged: [], missing: [] };
   for (const row of rows) {
-    if (row.kind === 'skipped') outcome.skipped.push({ user_id: row.user_id!, last_hb: new DatabaseTime(row.last_hb!), online: row.online!, idle: row.idle! });
+    if (row.kind === 'now') outcome.now = new DatabaseTime(row.last_hb!);
+    else if (row.kind === 'skipped') outcome.skipped.push({ user_id: row.user_id!, last_hb: new DatabaseTime(row.last_hb!), online: row.online!, idle: row.idle! });
     else if (row.kind === 'came_online') outcome.cameOnline.push(row.user_id as UserId);
     else if (row.kind === 'idle_changed') outcome.idleChanged.push(row.user_id as UserId);
     else if (row.kind === 'missing') outcome.missing.push(row.user_id as UserId);
