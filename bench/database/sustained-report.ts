@@ -1,11 +1,11 @@
 /**
  * The sustained run's result as markdown: the method in a paragraph, one row per
- * minute, and the issue's targets checked against the rows.
+ * minute, and Pulse's targets for 1M users online checked against the rows.
  */
 import { count, mb, n, pct } from './format';
 import type { SustainedInterval, SustainedResult } from './sustained';
 
-/** HOT updates needed per update, in every minute after the first (the target). */
+/** HOT updates needed per update, in every minute after the first (a target for 1M users online). */
 export const HOT_RATIO_TARGET = 0.9;
 /** Achieved / offered below which the rate counts as not met. */
 const RATE_MET = 0.99;
@@ -49,7 +49,7 @@ export function sustainedMarkdown(result: SustainedResult): string {
   return lines.join('\n');
 }
 
-// Private: the targets, each with the figures that decide it.
+// Private: the targets for 1M users online, each with the figures that decide it.
 function verdicts(result: SustainedResult): string[] {
   const { intervals, settings } = result;
   const afterFirst = intervals.length > 1 ? intervals.slice(1) : intervals;
