@@ -29,7 +29,7 @@
 import type http from 'node:http';
 import type { RequestInfo } from '../graphql/context';
 import { errorHeaders } from './error-answers';
-import { admitStream, type StreamAdmission } from './stream-admission';
+import { admitAndStart, type StreamAdmission } from './stream-admission';
 import type { MaskedResult, OperationRequest, PreparedDocument, SubscriptionOperations } from './subscription-operations';
 
 export interface MultipartSubscriptionsOptions {
@@ -89,11 +89,8 @@ async function start(
   request: OperationRequest,
   prepared: PreparedDocument,
 ): Promise<AsyncIterableIterator<MaskedResult> | null> {
-  const context = await options.operations.contextFor(info);
-  const release = admitStream(options.admission, context, info, req, res);
-  if (!release) return null;
-  res.once('close', release);
-  const started = await options.operations.start(prepared, request, context);
+  const started = await admitAndStart(options.admission, options.operations, req, res, info, request, prepared);
+  if (!started) return null;
   if ('refused' in started) {
     // Refused before the first event (a bad id, no token to watch whom one
     // follows, the database away): an ordinary GraphQL response, with the

@@ -36,7 +36,7 @@ import type http from 'node:http';
 import type { RequestInfo } from '../graphql/context';
 import { errorHeaders } from './error-answers';
 import { sendJson } from './send-json';
-import { admitStream, type StreamAdmission } from './stream-admission';
+import { admitAndStart, type StreamAdmission } from './stream-admission';
 import type { MaskedResult, OperationRequest, SubscriptionOperations } from './subscription-operations';
 
 export interface PresenceStreamOptions {
@@ -103,11 +103,8 @@ async function subscribe(
   request: OperationRequest,
   prepared: ReturnType<SubscriptionOperations['prepare']>,
 ): Promise<AsyncIterableIterator<MaskedResult> | null> {
-  const context = await options.operations.contextFor(info);
-  const release = admitStream(options.admission, context, info, req, res);
-  if (!release) return null;
-  res.once('close', release);
-  const started = await options.operations.start(prepared, request, context);
+  const started = await admitAndStart(options.admission, options.operations, req, res, info, request, prepared);
+  if (!started) return null;
   if ('refused' in started) {
     if (started.refusal) {
       res.writeHead(started.refusal.status, { ...started.refusal.headers, 'content-type': 'application/json; charset=utf-8' });

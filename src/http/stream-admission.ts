@@ -9,6 +9,7 @@ import type { PulseContext, RequestInfo } from '../graphql/context';
 import type { StreamSlots } from '../limits/stream-slots';
 import type { Metrics } from '../observability/metrics';
 import { sendJson } from './send-json';
+import type { OperationRequest, PreparedDocument, Started, SubscriptionOperations } from './subscription-operations';
 
 export interface StreamAdmission {
   /** Places for open streams, per client and per process (shared by every transport). */
@@ -25,7 +26,7 @@ const RETRY_AFTER_SECONDS = 5;
  * once when the stream ends; or answers the refusal itself (429 for this client,
  * 503 for a full process, both with Retry-After) and returns null.
  */
-export function admitStream(
+function admitStream(
   admission: StreamAdmission,
   context: PulseContext,
   info: RequestInfo,
@@ -53,4 +54,26 @@ export function admitStream(
       : { errors: [{ message: `This server holds as many streams as it can; retry after ${RETRY_AFTER_SECONDS} s`, extensions: { code: 'UNAVAILABLE' } }] },
   );
   return null;
+}
+
+/**
+ * Admission, then the subscription's start, as every transport does it: the
+ * started subscription (its events, or the refusal for the transport to write in
+ * its own protocol), or null when admission refused it (and answered). The place
+ * is given back when the response closes.
+ */
+export async function admitAndStart(
+  admission: StreamAdmission,
+  operations: SubscriptionOperations,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  info: RequestInfo,
+  request: OperationRequest,
+  prepared: PreparedDocument,
+): Promise<Started | null> {
+  const context = await operations.contextFor(info);
+  const release = admitStream(admission, context, info, req, res);
+  if (!release) return null;
+  res.once('close', release);
+  return operations.start(prepared, request, context);
 }

@@ -45,7 +45,9 @@ export interface HeartbeatOutcome {
   /**
    * How many of the batch's users were not the common case (online already, past
    * the gap, idle unchanged), so that the statement reading each row had to write
-   * them: the hint for `readFirst` on the next batch.
+   * them: the hint for `readFirst` on the next batch. (Users never seen before
+   * count when the batch went to the reading statement alone; in the two-statement
+   * write the first inserts them, so they do not.)
    */
   uncommon: number;
 }
